@@ -1,0 +1,1 @@
+"""Assembling a system from a validated config and cached images into LinuxKit's layout."""

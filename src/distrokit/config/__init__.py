@@ -1,0 +1,1 @@
+"""The configuration layer: LinuxKit YAML in, validated frozen dataclasses out."""

@@ -1,0 +1,1 @@
+"""OCI images: references, the registry client and the local content-addressed cache."""

@@ -1,0 +1,1 @@
+"""Packages: `pkg build | push | show-tag` without a container engine."""

@@ -1,0 +1,1 @@
+"""Runners that boot distrokit outputs, one module per VMM, registered by name."""

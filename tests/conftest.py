@@ -1,0 +1,37 @@
+"""Shared test configuration: tiers by directory, and host tools that must be present.
+
+Tests under tests/unit are marked ``unit``, tests/tool ``tool`` and tests/boot ``boot``. A tool or
+boot test whose host program is missing fails: CI installs everything with scripts/setup.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from distrokit.host import Host
+
+_TIERS = ("unit", "tool", "boot")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in _TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def host() -> Host:
+    """The real host-command runner."""
+    return Host()
+
+
+def require_tools(*tools: str) -> None:
+    """Fail (never skip) when a host program the test needs is missing."""
+    h = Host()
+    missing = [t for t in tools if not h.has(t)]
+    if missing:
+        pytest.fail(f"host programs missing: {', '.join(missing)} (run scripts/setup)")
