@@ -1,0 +1,144 @@
+"""``distrokit build``: LinuxKit's build command line (every flag), ``--dry-run`` and the build.
+
+Flags that only depend on each other are checked here, with LinuxKit's messages; format names
+are checked against the format registry in `_build`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from distrokit.cli.validate import load_inputs, report_problems
+from distrokit.config.dump import dump_yaml
+from distrokit.config.model import Config
+from distrokit.errors import ConfigError, UsageError
+
+DEFAULT_FORMAT = "kernel+initrd"
+STREAM_DEFAULT_FORMAT = "tar"
+DEFAULT_SIZE = "1024M"
+DEFAULT_SBOM = "sbom.spdx.json"
+COMPRESSIONS = ("gzip", "zstd", "none")
+
+
+def requested_formats(args: argparse.Namespace, config: Config) -> tuple[str, ...]:
+    """Formats from ``-f`` (repeatable, comma lists), else the YAML's legacy ``outputs:``,
+    else LinuxKit's default (``tar`` when writing a single stream with ``--o``)."""
+    named = [f.strip() for value in args.format or () for f in value.split(",") if f.strip()]
+    if named:
+        return tuple(dict.fromkeys(named))
+    if config.default_formats:
+        return config.default_formats
+    return (STREAM_DEFAULT_FORMAT if args.output else DEFAULT_FORMAT,)
+
+
+def output_name(args: argparse.Namespace) -> str:
+    """``--name``, else the first YAML's base name without extension (``moby`` for stdin)."""
+    if args.name:
+        return str(args.name)
+    first = args.files[0]
+    if first == "-":
+        return "moby"
+    base = Path(first.rstrip("/")).name
+    for suffix in (".yml", ".yaml"):
+        base = base.removesuffix(suffix)
+    return base
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """Combinations LinuxKit refuses before reading any YAML."""
+    if args.output and (args.name or args.dir):
+        raise UsageError("the --o option cannot be specified with --name or --dir")
+    if args.input_tar and args.pull:
+        raise UsageError("cannot use --input-tar and --pull together")
+    if args.input_tar and args.output and Path(args.input_tar) == Path(args.output):
+        raise UsageError("input-tar and output file cannot be the same")
+    size = args.size.upper()
+    if not size.rstrip("MG").isdigit():
+        raise UsageError(f"invalid --size {args.size}", hint="a number with M or G, e.g. 1024M")
+
+
+def check_formats(args: argparse.Namespace, formats: tuple[str, ...]) -> None:
+    """Format-count rules that do not need the registry."""
+    if args.output and len(formats) > 1:
+        raise UsageError(
+            "the --o option can only be specified when generating a single output format"
+        )
+
+
+def _build(args: argparse.Namespace, config: Config) -> int:
+    """Build the requested outputs (provided by the build layer)."""
+    raise UsageError("building outputs is not available yet")
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_flags(args)
+    try:
+        config = load_inputs(args.files)
+    except ConfigError as err:
+        return report_problems(err)
+    check_formats(args, requested_formats(args, config))
+    if args.dry_run:
+        sys.stdout.write(dump_yaml(config))
+        return 0
+    return _build(args, config)
+
+
+def _add_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "-f",
+        "--format",
+        action="append",
+        metavar="FORMAT",
+        help=f"output format, repeatable or comma separated (default {DEFAULT_FORMAT})",
+    )
+    add("--name", help="base name of the outputs (default: the first YAML's name)")
+    add("--dir", help="directory for the outputs (default: current directory)")
+    add(
+        "-o",
+        "--o",
+        "--output",
+        dest="output",
+        metavar="FILE",
+        help="write a single output to FILE ('-' for stdout)",
+    )
+    add("--size", default=DEFAULT_SIZE, help=f"disk size for disk formats (default {DEFAULT_SIZE})")
+    add("--pull", action="store_true", help="always fetch images from the registry")
+    add("--docker", action="store_true", help="accepted for compatibility; there is no daemon")
+    add("--decompress-kernel", action="store_true", help="store the kernel uncompressed")
+    add("--arch", help="target architecture (default: this machine's)")
+    add("--cache", help="image cache directory")
+    add("--input-tar", metavar="TAR", help="reuse unchanged parts of a previous tar build")
+    add("--no-sbom", action="store_true", help="do not add an SBOM")
+    add("--sbom-output", default=DEFAULT_SBOM, help=f"SBOM path in the image ({DEFAULT_SBOM})")
+    add("--sbom-current-time", action="store_true", help="use the current time in the SBOM")
+    add("--dry-run", action="store_true", help="print the merged configuration and exit")
+    add("--compress", choices=COMPRESSIONS, help="initrd compression (default gzip)")
+    add(
+        "--mirror",
+        action="append",
+        default=[],
+        metavar="[REGISTRY=]URL",
+        help="registry mirror, repeatable",
+    )
+    add(
+        "--cert-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="extra CA certificate for registries, repeatable",
+    )
+    add("files", nargs="+", metavar="FILE", help="YAML file, '-' or URL")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``build`` command."""
+    parser = subparsers.add_parser(
+        "build",
+        help="build a system from LinuxKit YAML",
+        description="Build outputs from one or more LinuxKit YAML files (merged in order).",
+    )
+    _add_flags(parser)
+    parser.set_defaults(func=_run)
