@@ -14,6 +14,8 @@ from distrokit.host import Host
 
 _TIERS = ("unit", "tool", "boot")
 
+pytest_plugins = ["registry"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # Which Debian package provides each host program distrokit may run. scripts/setup installs them.
 TOOL_PACKAGES: Mapping[str, str] = {
     "qemu-system-x86_64": "qemu-system-x86",
+    "qemu-system-aarch64": "qemu-system-arm",
     "qemu-img": "qemu-utils",
     "docker-registry": "docker-registry",
     "skopeo": "skopeo",
@@ -53,6 +54,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "dpkg-deb": "dpkg",
     "git": "git",
     "htpasswd": "apache2-utils",
+    "openssl": "openssl",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
 }

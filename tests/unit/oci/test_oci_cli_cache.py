@@ -1,0 +1,104 @@
+"""`distrokit cache` commands that need no registry: ls, rm, clean --keep."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from distrokit.cli import main
+from distrokit.oci.cache import Cache
+from distrokit.oci.image import ImageConfigBlob, Platform
+from registry import make_layer
+
+AMD64 = Platform.parse("linux/amd64")
+KEPT = ("reg.example/sys/kernel:1", "reg.example/sys/init:2", "reg.example/sys/getty:3")
+
+
+def _fill(tmp_path: Path) -> Path:
+    cache_dir = tmp_path / "cache"
+    cache = Cache(cache_dir)
+    for i, name in enumerate([*KEPT, "reg.example/old/thing:9"]):
+        layer = make_layer(tmp_path / f"{i}.tar", seed=i)
+        cache.add_image(name, [layer], ImageConfigBlob(), AMD64)
+    return cache_dir
+
+
+def test_clean_keep_keeps_images_named_in_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    stale = cache_dir / "blobs/sha256/.partial-abandoned"
+    stale.write_bytes(b"x")
+    os.utime(stale, (0, 0))
+    yml = tmp_path / "system.yml"
+    yml.write_text(
+        f"kernel:\n  image: {KEPT[0]}\n  cmdline: console=ttyS0\n"
+        f"init:\n  - {KEPT[1]}\n"
+        f"services:\n  - name: getty\n    image: {KEPT[2]}\n"
+    )
+    assert main(["cache", "clean", "--cache", str(cache_dir), "--keep", str(yml)]) == 0
+    assert "removed reg.example/old/thing:9" in capsys.readouterr().out
+    cache = Cache(cache_dir)
+    assert sorted(e.name for e in cache.list_entries()) == sorted(KEPT)
+    for name in KEPT:
+        image = cache.image(name, AMD64)
+        with image.open_layer(image.layers[0]) as s:
+            assert len(s.read()) > 4096
+    assert not stale.exists()
+
+
+def test_clean_without_keep_removes_the_cache(tmp_path: Path) -> None:
+    cache_dir = _fill(tmp_path)
+    assert main(["cache", "clean", "-cache", str(cache_dir)]) == 0
+    assert not cache_dir.exists()
+
+
+def test_clean_keep_with_invalid_yaml_fails_and_keeps_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    yml = tmp_path / "bad.yml"
+    yml.write_text("kernel:\n  imagee: x\n")
+    assert main(["cache", "clean", "--cache", str(cache_dir), "--keep", str(yml)]) == 2
+    assert "bad.yml" in capsys.readouterr().err
+    assert len(Cache(cache_dir).list_entries()) == 4
+
+
+def test_ls_shows_names_digests_and_sizes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    assert main(["cache", "ls", "--cache", str(cache_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["IMAGE", "ROOT", "MANIFEST", "SIZE"]
+    assert len(out) == 5
+    digest = Cache(cache_dir).image(KEPT[0], AMD64).digest
+    row = next(line for line in out if line.startswith(KEPT[0]))
+    assert digest in row and row.endswith("kB")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_terminal_and_lines_otherwise() -> None:
+    from distrokit.cli.cache import _ProgressPrinter
+    from distrokit.oci.pull import Progress
+
+    tty = _Terminal()
+    bar = _ProgressPrinter(tty, quiet=False)
+    bar(Progress("r/x:1", 500_000, 1_000_000))
+    bar(Progress("r/x:1", 1_000_000, 1_000_000, finished=True))
+    assert "\r\x1b[Kr/x:1 [###############---------------] 500.0 kB/1.0 MB" in tty.getvalue()
+    assert tty.getvalue().endswith("r/x:1: pulled 1.0 MB\n")
+
+    plain = io.StringIO()
+    lines = _ProgressPrinter(plain, quiet=False)
+    lines(Progress("r/x:1", 500_000, 1_000_000))
+    lines(Progress("r/x:1", 1_000_000, 1_000_000, finished=True))
+    lines(Progress("r/y:1", 0, 0, finished=True, cached=True))
+    assert plain.getvalue() == "r/x:1: pulled 1.0 MB\nr/y:1: cached\n"
