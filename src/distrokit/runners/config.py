@@ -1,0 +1,184 @@
+"""What the user asked a runner for: frozen dataclasses and the parsers of LinuxKit's run flags.
+
+Parsing happens here, at the edge; everything past this module works on typed values. The flag
+syntax follows `linuxkit run`: ``--disk [file=]path[,size=N[G|M]][,format=F]`` (a bare size is
+GiB), ``--publish host:guest[/tcp|udp]`` and ``--networking user|tap,IF|bridge,BR|none``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distrokit.errors import UsageError
+
+
+class BootMode(enum.Enum):
+    """How the system is started: which LinuxKit output it is."""
+
+    KERNEL = "kernel"  # NAME-kernel + NAME-initrd.img + NAME-cmdline
+    SQUASHFS = "squashfs"  # NAME-kernel + NAME-squashfs.img + NAME-cmdline
+    ISO = "iso"
+    DISK = "disk"  # a bootable disk image (raw, qcow2, vmdk, vhd, vhdx)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BootSource:
+    """The files a boot uses, found from the path or prefix given on the command line."""
+
+    mode: BootMode
+    prefix: str
+    kernel: Path | None = None
+    initrd: Path | None = None
+    cmdline: str = ""
+    squashfs: Path | None = None
+    iso: Path | None = None
+    disk: Path | None = None
+    disk_format: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiskSpec:
+    """One ``--disk``: a path (None = allocate in the state dir), size in MiB, qemu format."""
+
+    path: Path | None = None
+    size_mb: int | None = None
+    format: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publish:
+    """One ``--publish``: forward a host port to a guest port (user networking only)."""
+
+    host_port: int
+    guest_port: int
+    protocol: str = "tcp"
+
+
+class NetMode(enum.Enum):
+    USER = "user"
+    TAP = "tap"
+    BRIDGE = "bridge"
+    NONE = "none"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Networking:
+    """``--networking``: the mode and, for tap and bridge, the interface or bridge name."""
+
+    mode: NetMode = NetMode.USER
+    name: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Console:
+    """Where the guest's serial console goes: ``stdio``, ``file`` (with a path) or ``none``."""
+
+    kind: str = "stdio"
+    path: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything the user asked for one VM. Disks are resolved (paths and formats filled in,
+    missing ones created) by `state.resolve_disks` before the argv is built. `data` is the
+    metadata for the ``cidata`` CD, written to ``<state>/data.iso``."""
+
+    source: BootSource
+    state_dir: Path
+    arch: str = "x86_64"
+    cpus: int = 1
+    mem_mb: int = 1024
+    disks: tuple[DiskSpec, ...] = ()
+    data: bytes | None = None
+    publish: tuple[Publish, ...] = ()
+    networking: Networking = field(default_factory=Networking)
+    accel: str = "auto"  # kvm | tcg | auto
+    qemu: str | None = None
+    append: tuple[str, ...] = ()
+    console: Console = field(default_factory=Console)
+    machine: str = "auto"  # auto | microvm | q35
+    pvh: bool = True  # boot the extracted ELF kernel via PVH when the kernel has the note
+    uefi: bool = False
+    firmware: Path | None = None
+    detach: bool = False
+    devices: tuple[str, ...] = ()  # extra ``-device`` arguments, passed through
+
+
+_SIZE = re.compile(r"^(\d+)([GgMm]?)$")
+
+
+def parse_size_mb(text: str) -> int:
+    """LinuxKit's disk size: ``N`` and ``NG`` are GiB, ``NM`` is MiB. Returns MiB."""
+    match = _SIZE.match(text.strip())
+    if match is None:
+        raise UsageError(f"invalid disk size {text!r}", hint="use N, NG or NM (a bare N is GiB)")
+    number, unit = int(match.group(1)), match.group(2).upper()
+    return number if unit == "M" else number * 1024
+
+
+_FORMATS = ("raw", "qcow2", "vmdk", "vpc", "vhdx", "vdi", "qed")
+
+
+def parse_disk(text: str) -> DiskSpec:
+    """Parse ``[file=]path[,size=N[G|M]][,format=F]``."""
+    path: Path | None = None
+    size: int | None = None
+    fmt: str | None = None
+    for item in (p for p in text.split(",") if p):
+        key, sep, value = item.partition("=")
+        if not sep:
+            key, value = "file", item
+        if key == "file":
+            path = Path(value) if value else None
+        elif key == "size":
+            size = parse_size_mb(value)
+        elif key == "format":
+            fmt = "vpc" if value == "vhd" else value
+            if fmt not in _FORMATS:
+                raise UsageError(f"--disk {text!r}: unknown format {value!r}")
+        else:
+            raise UsageError(f"--disk {text!r}: unknown key {key!r} (file, size, format)")
+    return DiskSpec(path=path, size_mb=size, format=fmt)
+
+
+def parse_publish(text: str) -> Publish:
+    """Parse ``host:guest[/tcp|udp]``."""
+    ports, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    host, sep, guest = ports.partition(":")
+    if not sep or not host.isdigit() or not guest.isdigit() or proto not in ("tcp", "udp"):
+        raise UsageError(f"invalid --publish {text!r}", hint="use HOST:GUEST[/tcp|udp]")
+    for port in (int(host), int(guest)):
+        if not 0 < port < 65536:
+            raise UsageError(f"invalid --publish {text!r}: port {port} out of range")
+    return Publish(host_port=int(host), guest_port=int(guest), protocol=proto)
+
+
+def parse_networking(text: str) -> Networking:
+    """Parse ``user``, ``tap,IFNAME``, ``bridge,BRIDGE`` or ``none``."""
+    kind, _, name = text.partition(",")
+    try:
+        mode = NetMode(kind)
+    except ValueError:
+        raise UsageError(
+            f"invalid --networking {text!r}", hint="use user, tap,IFNAME, bridge,BRIDGE or none"
+        ) from None
+    needs_name = mode in (NetMode.TAP, NetMode.BRIDGE)
+    if needs_name and not name:
+        raise UsageError(f"--networking {kind} needs a name: {kind},NAME")
+    if not needs_name and name:
+        raise UsageError(f"--networking {kind} takes no name")
+    return Networking(mode=mode, name=name or None)
+
+
+def parse_console(text: str) -> Console:
+    """Parse ``stdio``, ``file:PATH`` or ``none``."""
+    kind, _, rest = text.partition(":")
+    if kind in ("stdio", "none") and not rest:
+        return Console(kind=kind)
+    if kind == "file" and rest:
+        return Console(kind="file", path=Path(rest))
+    raise UsageError(f"invalid --console {text!r}", hint="use stdio, file:PATH or none")
