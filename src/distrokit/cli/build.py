@@ -7,13 +7,25 @@ are checked against the format registry in `_build`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from distrokit.build.initrd import Compression
+from distrokit.build.run import BuildRequest, build, default_build_cache
 from distrokit.cli.validate import load_inputs, report_problems
 from distrokit.config.dump import dump_yaml
 from distrokit.config.model import Config
 from distrokit.errors import ConfigError, UsageError
+from distrokit.formats import registry
+from distrokit.oci.cache import Cache, default_cache_dir
+from distrokit.oci.image import Platform, host_platform
+from distrokit.oci.pull import PullOptions
+from distrokit.oci.registry import parse_mirrors
 
 DEFAULT_FORMAT = "kernel+initrd"
 STREAM_DEFAULT_FORMAT = "tar"
@@ -69,7 +81,70 @@ def check_formats(args: argparse.Namespace, formats: tuple[str, ...]) -> None:
 
 def _build(args: argparse.Namespace, config: Config) -> int:
     """Build the requested outputs (provided by the build layer)."""
-    raise UsageError("building outputs is not available yet")
+    request, formats = _build_request(args, config)
+    cache = Cache(Path(args.cache).expanduser() if args.cache else default_cache_dir())
+    options = PullOptions(
+        always=args.pull,
+        mirrors=parse_mirrors(args.mirror or _env_mirrors()),
+        cert_files=tuple(Path(c) for c in args.cert_file),
+    )
+    with _terminate_as_interrupt():
+        build(config, cache, request, pull_options=options, progress=_log.info)
+    _log.info("Create outputs:")
+    for fmt in formats:
+        _log.info("  %s", " ".join(fmt.files(request.name)))
+    return 0
+
+
+_log = logging.getLogger("distrokit.cli.build")
+
+
+def _build_request(
+    args: argparse.Namespace, config: Config
+) -> tuple[BuildRequest, list[registry.Format]]:
+    if args.input_tar:
+        raise UsageError("--input-tar is not supported yet", hint="build without it")
+    if args.decompress_kernel:
+        raise UsageError("--decompress-kernel is not supported yet", hint="build without it")
+    names = requested_formats(args, config)
+    chosen = [registry.get(name) for name in names]
+    platform = Platform("linux", args.arch) if args.arch else host_platform()
+    size = args.size.upper()
+    size_mb = int(size.rstrip("MG") or 0) * (1 if size.endswith("M") else 1024)
+    request = BuildRequest(
+        formats=names,
+        name=output_name(args),
+        directory=Path(args.dir or "."),
+        single_output=args.output,
+        platform=platform,
+        compression=Compression(args.compress or "gzip"),
+        build_cache=default_build_cache(),
+        size_mb=size_mb,
+    )
+    return request, chosen
+
+
+def _env_mirrors() -> list[str]:
+    """``LINUXKIT_MIRROR`` (space or comma separated), used when no --mirror is given."""
+    return os.environ.get("LINUXKIT_MIRROR", "").replace(",", " ").split()
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM during a build unwinds like Ctrl-C, so partial outputs are removed."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests): nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -139,6 +214,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "build",
         help="build a system from LinuxKit YAML",
         description="Build outputs from one or more LinuxKit YAML files (merged in order).",
+        epilog="output formats:\n" + registry.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_flags(parser)
     parser.set_defaults(func=_run)

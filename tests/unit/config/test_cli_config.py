@@ -73,11 +73,12 @@ def test_build_dry_run_merges_files(workdir: Path, capsys: pytest.CaptureFixture
     assert out.rstrip().endswith("- name: extra\n    image: docker.io/library/busybox")
 
 
-def test_build_without_dry_run_is_not_available_yet(
+def test_build_rejects_an_unknown_format_before_any_work(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["build", "-f", "tar,kernel+initrd", "--format", "iso-efi", "minimal.yaml"]) == 2
-    assert "building outputs is not available yet" in capsys.readouterr().err
+    assert main(["build", "-f", "tar,kernel+initrd", "--format", "no-such", "minimal.yaml"]) == 2
+    assert "unknown format type no-such" in capsys.readouterr().err
+    assert not list(workdir.glob("minimal*.tar"))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,43 @@
+"""The ``docker`` format: the root tree plus a ``Dockerfile`` (``NAME.docker``), streamable.
+
+The result can be given to ``docker build -`` / ``docker import``: a scratch image whose
+entrypoint is LinuxKit's ``rc.init``.
+"""
+
+from __future__ import annotations
+
+from distrokit.build.assemble import System, all_entries
+from distrokit.build.tarstream import Origin, TarWriter, regular
+from distrokit.formats.outputs import Outputs
+from distrokit.formats.registry import BuildSettings, Format, register
+
+DOCKERFILE = b"""FROM scratch
+COPY . ./
+RUN rm -f Dockerfile
+ENTRYPOINT ["/bin/rc.init"]
+"""
+DOCKERFILE_ORIGIN = Origin("linuxkit.dockerfile", "dockerfile")
+
+
+def docker_files(name: str) -> tuple[str, ...]:
+    """Output file names."""
+    return (f"{name}.docker",)
+
+
+def build_docker(system: System, outputs: Outputs, settings: BuildSettings) -> None:
+    """The tar of `system` followed by the Dockerfile entry."""
+    out = outputs.open(docker_files(outputs.name)[0])
+    with TarWriter(out) as tar:
+        tar.write_all(all_entries(system.parts, settings.progress))
+        tar.write(regular("Dockerfile", DOCKERFILE, DOCKERFILE_ORIGIN, mode=0o644))
+
+
+register(
+    Format(
+        name="docker",
+        files=docker_files,
+        build=build_docker,
+        streamable=True,
+        help="root filesystem tar with a Dockerfile (NAME.docker)",
+    )
+)
