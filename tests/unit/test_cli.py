@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from distrokit.cli import main, normalise_single_dash
@@ -40,3 +43,29 @@ def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
     assert "distrokit" in capsys.readouterr().out
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    # `distrokit run` starts VMs in benchmarks: it must not import the registry client or the
+    # build engine on the way.
+    code = (
+        "import sys\n"
+        "from distrokit.cli import main\n"
+        "try:\n"
+        "    main(['run', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('requests', 'distrokit.build.run', 'distrokit.cli.build')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("validate", "build", "cache", "run", "pkg"):
+        assert command in out

@@ -20,7 +20,13 @@ from distrokit.errors import DistrokitError
 
 # Command modules, in the order their commands appear in --help. One per line: each command
 # group adds its own.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "validate",
+    "build",
+    "run",
+    "pkg",
+    "cache",
+)
 
 log = logging.getLogger("distrokit")
 
@@ -36,8 +42,12 @@ class _UsageExit(Exception):
     pass
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every command group registered."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every command group registered, or just `only` when it names one.
+
+    Registering one group imports only its module: ``distrokit run`` should not pay for the
+    registry client and the build engine at every start.
+    """
     parser = _Parser(
         prog="distrokit",
         description="Build small, immutable Linux systems from OCI images described in YAML.",
@@ -49,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="debug output and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in [only] if only in COMMAND_MODULES else COMMAND_MODULES:
         module = importlib.import_module(f"distrokit.cli.{name}")
         module.register(sub)
     return parser
@@ -84,6 +94,11 @@ def normalise_single_dash(argv: Sequence[str], long_options: set[str]) -> list[s
     return out
 
 
+def _command_name(argv: Sequence[str]) -> str | None:
+    """The command word of `argv`: its first token that is not a (global, valueless) option."""
+    return next((token for token in argv if not token.startswith("-")), None)
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     if args.debug or args.verbose >= 2:
         level = logging.DEBUG
@@ -102,7 +117,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run distrokit with `argv` (default: sys.argv[1:]) and return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    parser = build_parser(_command_name(argv))
     try:
         args = parser.parse_args(normalise_single_dash(argv, _long_options(parser)))
     except _UsageExit as err:
