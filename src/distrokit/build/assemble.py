@@ -19,7 +19,6 @@ from typing import Literal
 
 from distrokit.build import kernel as kernel_mod
 from distrokit.build.apk import ApkDatabases, ApkSidecar
-from distrokit.build.blobs import open_layer
 from distrokit.build.files import file_entries
 from distrokit.build.layers import flatten, image_entries, prefix_dirs
 from distrokit.build.ocispec import config_json, dumps, rootfs_mounts, runtime_json
@@ -81,7 +80,7 @@ def source_name(ref: str) -> str:
 
 
 def _flat(image: CachedImage) -> Iterator[Entry]:
-    return flatten(len(image.layers), lambda i: open_layer(image, image.layers[i]))
+    return flatten(len(image.layers), lambda i: image.open_layer(image.layers[i]))
 
 
 def _need(images: Mapping[str, CachedImage], ref: str) -> CachedImage:

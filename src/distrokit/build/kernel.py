@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from distrokit.build.blobs import open_layer
 from distrokit.build.layers import READ_BUFSIZE, clean_name, flatten
 from distrokit.build.tarstream import Entry, Origin, set_origin
 from distrokit.errors import BuildError
@@ -52,7 +51,7 @@ def tar_name(setting: str | None) -> str | None:
 
 
 def _image_entries(image: CachedImage) -> Generator[Entry, None, None]:
-    return flatten(len(image.layers), lambda i: open_layer(image, image.layers[i]))
+    return flatten(len(image.layers), lambda i: image.open_layer(image.layers[i]))
 
 
 def _copy(entry: Entry, dest: Path) -> KernelFile:

@@ -18,9 +18,9 @@ from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from typing import IO
 
-from distrokit.build.blobs import finish_layer
 from distrokit.build.tarstream import Entry, Origin, directory, regular, set_origin, symlink
 from distrokit.errors import BuildError
+from distrokit.oci.image import LayerStream
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -100,7 +100,9 @@ def flatten(layer_count: int, open_layer: LayerOpener) -> Generator[Entry, None,
                     member.linkname = clean_name(member.linkname)
                 data = tar.extractfile(member) if member.isreg() else None
                 yield Entry(member, data)
-            finish_layer(stream)
+            if isinstance(stream, LayerStream):
+                # tar stops at its end-of-archive blocks: verify the rest of the blob too.
+                stream.finish()
         # A layer's markers only affect the layers below it.
         gone |= new_gone
         opaque |= new_opaque

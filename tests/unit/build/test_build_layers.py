@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from buildfix import MTIME, PLATFORM, F, Images, new_images
 
-from distrokit.build.blobs import open_layer
 from distrokit.build.layers import HOSTS, NO_RESOLV, flatten, image_entries
 from distrokit.build.tarstream import Entry, Origin, TarWriter
 from distrokit.errors import CacheError
@@ -30,7 +29,7 @@ def _image(images: Images, *layers: list[F]) -> CachedImage:
 def _flat(image: CachedImage) -> dict[str, bytes | str | None]:
     """name -> data (files), link target (links) or None (dirs); consumes data in order."""
     out: dict[str, bytes | str | None] = {}
-    for entry in flatten(len(image.layers), lambda i: open_layer(image, image.layers[i])):
+    for entry in flatten(len(image.layers), lambda i: image.open_layer(image.layers[i])):
         info = entry.info
         assert info.name not in out, f"{info.name} emitted twice"
         if info.isreg():
@@ -97,7 +96,7 @@ def test_file_in_upper_layer_hides_lower_directory_tree(images: Images) -> None:
 
 
 def _filtered(image: CachedImage, prefix: str, resolv_symlink: bool) -> list[Entry]:
-    flat = flatten(len(image.layers), lambda i: open_layer(image, image.layers[i]))
+    flat = flatten(len(image.layers), lambda i: image.open_layer(image.layers[i]))
     origin = Origin("example.org/layers:1", "onboot[0]")
     out = []
     for entry in image_entries(flat, prefix, origin, resolv_symlink=resolv_symlink):
