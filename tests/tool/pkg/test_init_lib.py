@@ -1,0 +1,201 @@
+"""The guest init's shell library (pkg/init/lib.sh) run against a fake tree on the host.
+
+mount, ip, runc and ctr are stand-ins on PATH that record their argv (they are programs the
+guest would run, not distrokit code); jq and mkdir are the real ones. The behaviour runs under
+the host's POSIX sh, because busybox sh always runs its own mount/ip applets instead of PATH
+stand-ins; every script is also syntax-checked by busybox sh, the guest's shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tools
+
+LIB = Path(__file__).resolve().parents[3] / "pkg" / "init" / "lib.sh"
+
+RECORDER = """#!/bin/sh
+echo "$(basename "$0") $*" >>"$DK_ROOT/calls"
+"""
+
+FAKE_RUNC = (
+    RECORDER
+    + """
+case "$1" in
+run) bundle=$3; cat "$DK_ROOT$bundle/say" 2>/dev/null; exit "$(cat "$DK_ROOT$bundle/status")" ;;
+create) echo 4242 >"$DK_ROOT${5#$DK_ROOT}" 2>/dev/null || echo 4242 >"$5" ;;
+state) echo '{"status":"stopped"}' ;;
+esac
+exit 0
+"""
+)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    require_tools("busybox", "jq")
+    root = tmp_path / "root"
+    (root / "run").mkdir(parents=True)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, body in (("mount", RECORDER), ("ip", RECORDER), ("ctr", RECORDER)):
+        (fake / name).write_text(body)
+    (fake / "runc").write_text(FAKE_RUNC)
+    for f in fake.iterdir():
+        f.chmod(0o755)
+    return root
+
+
+def _sh(root: Path, script: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": f"{root.parent / 'bin'}:/usr/bin:/bin",
+        "DK_ROOT": str(root),
+        "DK_LOG": "/var/log",
+    }
+    return subprocess.run(
+        ["sh", "-c", f". {LIB}; {script}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def _calls(root: Path) -> list[str]:
+    path = root / "calls"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _bundle(root: Path, rel: str, runtime: dict[str, object], status: int = 0) -> Path:
+    d = root / rel.lstrip("/")
+    d.mkdir(parents=True)
+    (d / "runtime.json").write_text(json.dumps(runtime))
+    (d / "config.json").write_text(json.dumps({"root": {"path": "rootfs"}, "process": {}}))
+    (d / "status").write_text(str(status))
+    (d / "say").write_text(f"hello from {d.name}\n")
+    return d
+
+
+def _rw_runtime(base: str) -> dict[str, object]:
+    # what LinuxKit writes for a read-write container (tmpfs, private remount, overlay)
+    return {
+        "cgroups": ["distrokit/x"],
+        "mounts": [
+            {"destination": f"{base}/tmp", "type": "tmpfs", "source": "tmpfs", "options": []},
+            {"destination": f"{base}/tmp", "options": ["remount", "private"]},
+            {
+                "destination": f"{base}/rootfs",
+                "type": "overlay",
+                "source": "overlay",
+                "options": [
+                    f"lowerdir={base}/lower",
+                    f"upperdir={base}/tmp/upper",
+                    f"workdir={base}/tmp/work",
+                ],
+            },
+        ],
+        "mkdir": ["/run/made"],
+        "interfaces": [],
+        "bindNS": dict.fromkeys(("cgroup", "ipc", "mnt", "net", "pid", "user", "uts"), ""),
+        "namespace": "",
+    }
+
+
+def test_runtime_mounts_mkdir_and_cgroups(tree: Path) -> None:
+    base = "/containers/onboot/000-a"
+    _bundle(tree, base, _rw_runtime(base))
+    result = _sh(tree, f"prepare_bundle {base}")
+    assert result.returncode == 0, result.stderr
+    r = str(tree)
+    assert _calls(tree) == [
+        f"mount -t tmpfs tmpfs {r}{base}/tmp",
+        f"mount --make-private {r}{base}/tmp",
+        f"mount -t overlay -o lowerdir={base}/lower,upperdir={base}/tmp/upper,"
+        f"workdir={base}/tmp/work overlay {r}{base}/rootfs",
+    ]
+    assert (tree / "run/made").is_dir()
+    assert (tree / "sys/fs/cgroup/distrokit/x").is_dir()
+    assert (tree / base.lstrip("/") / "tmp/upper").is_dir()
+    assert (tree / base.lstrip("/") / "tmp/work").is_dir()
+
+
+def test_readonly_bind_mount(tree: Path) -> None:
+    base = "/containers/services/web"
+    runtime = {
+        "mounts": [
+            {"destination": f"{base}/rootfs", "source": f"{base}/rootfs", "options": ["bind"]}
+        ]
+    }
+    _bundle(tree, base, runtime)
+    assert _sh(tree, f"prepare_bundle {base}").returncode == 0
+    assert _calls(tree) == [f"mount -o bind {base}/rootfs {tree}{base}/rootfs"]
+
+
+def test_onboot_in_order_failure_logged_rest_still_run(tree: Path) -> None:
+    _bundle(tree, "/containers/onboot/000-first", {}, status=3)
+    _bundle(tree, "/containers/onboot/001-second", {}, status=0)
+    result = _sh(tree, "run_sequence onboot")
+    assert result.returncode == 0, result.stderr
+    runs = [c for c in _calls(tree) if c.startswith("runc run")]
+    assert runs == [
+        "runc run --bundle /containers/onboot/000-first first",
+        "runc run --bundle /containers/onboot/001-second second",
+    ]
+    assert "onboot first: FAILED (status 3)" in result.stdout
+    assert "onboot second: exited 0" in result.stdout
+    assert (tree / "var/log/onboot/second.log").read_text() == "hello from 001-second\n"
+
+
+def test_bindns_uses_create_and_start(tree: Path) -> None:
+    base = "/containers/onboot/000-net"
+    ns = dict.fromkeys(("cgroup", "ipc", "mnt", "pid", "user", "uts"), "")
+    _bundle(tree, base, {"bindNS": {**ns, "net": "/run/netns/web"}})
+    result = _sh(tree, "run_sequence onboot")
+    assert result.returncode == 0, result.stderr
+    calls = _calls(tree)
+    assert calls[0].startswith(f"runc create --bundle {base} --pid-file")
+    assert f"mount -o bind /proc/4242/ns/net {tree}/run/netns/web" in calls
+    assert "runc start net" in calls
+    assert calls.index("runc start net") > calls.index(
+        f"mount -o bind /proc/4242/ns/net {tree}/run/netns/web"
+    )
+
+
+def test_services_under_containerd_with_absolute_rootfs(tree: Path) -> None:
+    _bundle(tree, "/containers/services/nginx", {"namespace": ""})
+    _bundle(tree, "/containers/services/other", {"namespace": "custom.ns"})
+    result = _sh(tree, "start_services")
+    assert result.returncode == 0, result.stderr
+    ctr = [c for c in _calls(tree) if c.startswith("ctr")]
+    spec = f"{tree}/run/distrokit/services/nginx.json"
+    assert ctr == [
+        "ctr -n services.linuxkit run -d --log-uri file:///var/log/nginx.log "
+        f"--config {spec} nginx",
+        f"ctr -n custom.ns run -d --log-uri file:///var/log/other.log --config "
+        f"{tree}/run/distrokit/services/other.json other",
+    ]
+    assert json.loads(Path(spec).read_text())["root"]["path"] == "/containers/services/nginx/rootfs"
+    assert "service nginx: started" in result.stdout
+
+
+def test_scripts_parse(tree: Path) -> None:
+    pkg = LIB.parents[1]
+    scripts = [pkg / "init" / n for n in ("init", "rc.init", "rc.shutdown", "lib.sh")]
+    scripts += [pkg / "runc/010-onboot", pkg / "containerd/020-containerd"]
+    scripts += [pkg / "getty/rungetty", pkg / "dhcpcd/dhcpcd", pkg / "dhcpcd/udhcpc-event"]
+    scripts += [pkg / "poweroff/poweroff-after", pkg / "sysctl/sysctl-apply"]
+    for script in scripts:
+        check = subprocess.run(
+            ["busybox", "sh", "-n", str(script)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env={"PATH": os.environ["PATH"]},
+        )
+        assert check.returncode == 0, f"{script}: {check.stderr}"
