@@ -61,6 +61,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "openssl": "openssl",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
+    "blkid": "util-linux",
 }
 
 # Variables passed through to children; everything else is dropped for reproducibility.

@@ -1,0 +1,93 @@
+"""qcow2, vmdk and vhd images converted from a raw disk with ``qemu-img``, made reproducible.
+
+qcow2 output is deterministic as is. Two fields are not and are rewritten here from ids derived
+from the system's inputs: the streamOptimized vmdk's descriptor ``CID`` (random) and, in the VHD
+footer (at the end; a dynamic VHD also has a copy at the start), the creation timestamp and
+the UUID; the footer checksum is then recomputed. qemu-img also writes the output's own file
+name into the vmdk descriptor, so it always converts to the final name inside a scratch
+directory.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from pathlib import Path
+
+from distrokit.formats.disk import (
+    SECTOR,
+    atomic_output,
+    derive_u32,
+    derive_uuid,
+    scratch_dir,
+)
+from distrokit.host import Host
+
+TOOLS = ("qemu-img",)
+VHD_EPOCH = 946684800  # VHD timestamps count seconds from 2000-01-01T00:00:00Z
+
+# format name -> qemu-img output format and options
+_TARGETS: dict[str, tuple[str, str]] = {
+    "qcow2": ("qcow2", ""),
+    "vmdk": ("vmdk", "subformat=streamOptimized,adapter_type=lsilogic,hwversion=6"),
+    "vhd": ("vpc", "subformat=fixed,force_size=on"),
+    "dynamic-vhd": ("vpc", "subformat=dynamic,force_size=on"),
+}
+
+
+def convert(host: Host, raw: Path, out: Path, kind: str, *, epoch: int, seed: bytes) -> None:
+    """Convert the raw disk `raw` to `out` as `kind` (qcow2, vmdk, vhd or dynamic-vhd); ids
+    are derived from `seed` (the system's, not a hash of a possibly 25 GiB disk)."""
+    fmt, options = _TARGETS[kind]
+    with scratch_dir(out) as scratch, atomic_output(out) as tmp:
+        target = scratch / out.name
+        opts = ["-o", options] if options else []
+        host.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, *opts, raw, target])
+        if kind == "vmdk":
+            _fix_vmdk(target, derive_u32(seed, "vmdk cid"))
+        elif fmt == "vpc":
+            _fix_vhd(target, derive_uuid(seed, "vhd uuid").bytes, epoch)
+        target.replace(tmp)
+
+
+def _fix_vmdk(path: Path, cid: int) -> None:
+    with path.open("r+b") as f:
+        header = f.read(SECTOR)
+        desc_sector, desc_sectors = struct.unpack_from("<QQ", header, 28)
+        f.seek(desc_sector * SECTOR)
+        descriptor = f.read(desc_sectors * SECTOR)
+        fixed, count = re.subn(rb"\nCID=[0-9a-f]{8}\n", b"\nCID=%08x\n" % cid, descriptor)
+        if count != 1:
+            raise ValueError(f"{path}: no CID line in the vmdk descriptor")
+        f.seek(desc_sector * SECTOR)
+        f.write(fixed)
+
+
+def vhd_checksum(footer: bytes) -> int:
+    """The VHD footer checksum: ones' complement of the byte sum, checksum field zeroed."""
+    data = footer[:64] + b"\0\0\0\0" + footer[68:512]
+    return ~sum(data) & 0xFFFFFFFF
+
+
+def _patched_footer(footer: bytes, uid: bytes, epoch: int) -> bytes:
+    out = bytearray(footer)
+    out[24:28] = struct.pack(">I", max(epoch - VHD_EPOCH, 0))
+    out[68:84] = uid
+    out[64:68] = struct.pack(">I", vhd_checksum(bytes(out)))
+    return bytes(out)
+
+
+def _fix_vhd(path: Path, uid: bytes, epoch: int) -> None:
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(size - SECTOR)
+        footer = f.read(SECTOR)
+        if not footer.startswith(b"conectix"):
+            raise ValueError(f"{path}: no VHD footer")
+        fixed = _patched_footer(footer, uid, epoch)
+        f.seek(size - SECTOR)
+        f.write(fixed)
+        f.seek(0)
+        if f.read(8) == b"conectix":  # dynamic: the footer's copy at the start
+            f.seek(0)
+            f.write(fixed)

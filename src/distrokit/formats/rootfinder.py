@@ -1,0 +1,267 @@
+"""The early initramfs for formats whose root file system lives on the medium.
+
+LinuxKit's kernel has its disk, CD and file-system drivers built in and mounts ``root=/dev/sr0``
+or ``root=/dev/sda`` itself. Debian's kernel has them as modules, so those formats carry this
+small initramfs: busybox (from the host's busybox-static), the modules the root needs with their
+dependencies (taken from the system's own ``lib/modules`` in the rootfs tar, so they always match
+its kernel; modules it lacks come from the host's ``/lib/modules`` of the same release, and
+without a modules.dep the dependencies are read from each module's ``depends=``) and a script
+that loads them, waits for the ``root=`` device (a path, ``LABEL=`` or
+``UUID=``), mounts it read-only under a RAM overlay (so the system can write, e.g. busybox's
+applet links), moves /dev over and ``switch_root``s into the system's ``/init`` (or
+``/sbin/init``). The system's init sees a non-ramfs root and skips its tmpfs copy.
+A kernel with everything built in simply finds no modules to load.
+"""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import re
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from distrokit.errors import BuildError
+
+BUSYBOX = Path("/bin/busybox")
+HOST_MODULES = Path("/lib/modules")
+BUSYBOX_PACKAGE = "busybox-static"
+# Controllers, buses and file systems a root medium may need under QEMU and on common hardware.
+ROOT_MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "ahci",
+    "ata_piix",
+    "sd_mod",
+    "sr_mod",
+    "isofs",
+    "squashfs",
+    # libcrc32c finds its implementation through the crypto API, not modules.dep
+    "crc32c_generic",
+    "erofs",
+    "ext4",
+    "vfat",
+    "overlay",
+)
+_EPOCH_DIRS = ("bin", "dev", "lib", "medium", "mnt", "proc", "root", "rw", "sys")
+
+INIT = r"""#!/bin/busybox sh
+# distrokit root finder: load the root medium's drivers, mount it, switch_root into it.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t devtmpfs -o mode=0755 devtmpfs /dev
+exec 0</dev/console 1>/dev/console 2>&1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+while read -r mod; do insmod "/lib/modules/$mod" 2>/dev/null; done </lib/modules/order
+root=; fstype=
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+    root=*) root="${arg#root=}" ;;
+    rootfstype=*) fstype="-t ${arg#rootfstype=}" ;;
+    esac
+done
+[ -n "$root" ] || root=/dev/sr0
+mdev -s
+i=0
+while :; do
+    case "$root" in
+    LABEL=* | UUID=*) dev=$(findfs "$root" 2>/dev/null) ;;
+    *) dev=$root ;;
+    esac
+    if [ -n "$dev" ] && [ -b "$dev" ] && mount -o ro $fstype "$dev" /medium 2>/dev/null; then
+        break
+    fi
+    i=$((i + 1))
+    if [ "$i" -ge 300 ]; then
+        echo "distrokit: root device $root not found" >&2
+        exec sh
+    fi
+    sleep 0.1
+    mdev -s
+done
+# A RAM overlay makes the read-only medium writable: the system's init links busybox applets
+# and creates directories at boot. Without overlayfs the medium itself becomes the root.
+mount -t tmpfs -o mode=0755 tmpfs /rw
+mkdir -p /rw/upper /rw/work
+if ! mount -t overlay -o lowerdir=/medium,upperdir=/rw/upper,workdir=/rw/work overlay /root; then
+    mount --move /medium /root
+fi
+init=/sbin/init
+[ -x /root/init ] && init=/init
+umount /sys
+umount /proc
+mount --move /dev /root/dev 2>/dev/null || umount /dev
+exec switch_root /root "$init"
+"""
+
+
+@dataclass
+class _Newc:
+    """A minimal newc cpio writer: the root finder is a handful of small files, so it is
+    built in memory, independent of the system initrd's streaming writer."""
+
+    out: bytearray = field(default_factory=bytearray)
+    ino: int = 721
+    epoch: int = 0
+
+    def entry(self, name: str, mode: int, data: bytes = b"") -> None:
+        nlink = 2 if mode & 0o170000 == 0o040000 else 1
+        values = (self.ino, mode, 0, 0, nlink, self.epoch, len(data), 3, 1, 0, 0, len(name) + 1, 0)
+        self.out += b"070701" + b"".join(b"%08X" % v for v in values) + name.encode() + b"\0"
+        self.out += b"\0" * (-len(self.out) % 4) + data
+        self.out += b"\0" * (-len(self.out) % 4)
+        self.ino += 1
+
+    def finish(self) -> bytes:
+        self.ino = 0
+        self.entry("TRAILER!!!", 0)
+        return bytes(self.out.ljust(-(-len(self.out) // 512) * 512, b"\0"))
+
+
+def _module_tree(tar: tarfile.TarFile) -> tuple[str, dict[str, tarfile.TarInfo]] | None:
+    """The kernel release and its module files from the rootfs tar (None: no modules)."""
+    files: dict[str, tarfile.TarInfo] = {}
+    releases: set[str] = set()
+    for member in tar:
+        parts = PurePosixPath(member.name.lstrip("/").removeprefix("./")).parts
+        if len(parts) >= 4 and parts[:2] == ("lib", "modules") and member.isfile():
+            releases.add(parts[2])
+            files["/".join(parts[2:])] = member
+    if not releases:
+        return None
+    release = sorted(releases)[-1]
+    return release, {k.split("/", 1)[1]: v for k, v in files.items() if k.startswith(release)}
+
+
+def _base(mod: str) -> str:
+    return PurePosixPath(mod).name.split(".ko")[0].replace("-", "_")
+
+
+def _closure(deps: dict[str, list[str]], wanted: Iterable[str]) -> list[str]:
+    by_name = {_base(mod): mod for mod in deps}
+    order: list[str] = []
+
+    def visit(mod: str) -> None:
+        if mod in order:
+            return
+        for dep in deps.get(mod, []):
+            visit(dep)
+        order.append(mod)
+
+    for name in wanted:
+        if name in by_name:
+            visit(by_name[name])
+    return order
+
+
+def _decompress(name: str, data: bytes) -> tuple[str, bytes]:
+    # busybox insmod reads plain .ko files only.
+    if name.endswith(".ko.xz"):
+        return name.removesuffix(".xz"), lzma.decompress(data)
+    if name.endswith(".ko.gz"):
+        return name.removesuffix(".gz"), gzip.decompress(data)
+    if name.endswith(".ko.zst"):
+        raise BuildError(f"module {name} is zstd-compressed; the root finder needs .ko or .ko.xz")
+    return name, data
+
+
+def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member)
+    if f is None:
+        raise BuildError(f"rootfs tar entry {member.name} has no data")
+    return f.read()
+
+
+def _parse_dep(text: str) -> dict[str, list[str]]:
+    deps: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        mod, _, rest = line.partition(":")
+        deps[mod] = rest.split()
+    return deps
+
+
+def _modinfo_deps(data: bytes) -> list[str]:
+    """Module names from the ``depends=`` field of a module's .modinfo section."""
+    match = re.search(rb"(?:^|\0)depends=([^\0]*)\0", data)
+    names = match.group(1).decode() if match else ""
+    return [n.replace("-", "_") for n in names.split(",") if n]
+
+
+@dataclass
+class _Modules:
+    """Where each module file comes from (the rootfs tar, else the host) and its dependencies."""
+
+    data: dict[str, bytes] = field(default_factory=dict)
+    deps: dict[str, list[str]] = field(default_factory=dict)
+    load: dict[str, Path] = field(default_factory=dict)
+
+    def read(self, mod: str) -> bytes:
+        return self.data[mod] if mod in self.data else self.load[mod].read_bytes()
+
+
+def _gather(tar: tarfile.TarFile, host_modules: Path) -> _Modules | None:
+    found = _module_tree(tar)
+    if found is None:
+        return None
+    release, files = found
+    mods = _Modules()
+    for rel, member in files.items():
+        if ".ko" in PurePosixPath(rel).name:
+            mods.data[rel] = _read(tar, member)
+    if "modules.dep" in files:
+        mods.deps = _parse_dep(_read(tar, files["modules.dep"]).decode())
+    # A system may ship only some modules (and no modules.dep, made at boot by depmod). The
+    # host's copy of the same kernel release fills the gaps: same release, same module ABI.
+    host_dir = host_modules / release
+    if (host_dir / "modules.dep").is_file():
+        for rel, dep in _parse_dep((host_dir / "modules.dep").read_text()).items():
+            if rel not in mods.data:
+                mods.load[rel] = host_dir / rel
+            mods.deps.setdefault(rel, dep)
+    by_name = {_base(rel): rel for rel in (*mods.data, *mods.load)}
+    for rel, data in mods.data.items():
+        if rel not in mods.deps:
+            names = _modinfo_deps(_decompress(rel, data)[1])
+            mods.deps[rel] = [by_name[n] for n in names if n in by_name]
+    return mods
+
+
+def _add_modules(cpio: _Newc, rootfs: Path, wanted: Iterable[str], host_modules: Path) -> None:
+    with tarfile.open(rootfs, "r:*") as tar:
+        mods = _gather(tar, host_modules)
+    if mods is None:
+        cpio.entry("lib/modules/order", 0o100644)
+        return
+    made: set[str] = set()
+    names = []
+    for mod in _closure(mods.deps, wanted):
+        name, data = _decompress(mod, mods.read(mod))
+        for parent in list(PurePosixPath(name).parents)[-2::-1]:
+            if str(parent) not in made:
+                made.add(str(parent))
+                cpio.entry(f"lib/modules/{parent}", 0o040755)
+        cpio.entry(f"lib/modules/{name}", 0o100644, data)
+        names.append(name)
+    cpio.entry("lib/modules/order", 0o100644, "".join(f"{n}\n" for n in names).encode())
+
+
+def rootfinder_initrd(
+    rootfs: Path,
+    *,
+    epoch: int,
+    modules: Iterable[str] = ROOT_MODULES,
+    host_modules: Path = HOST_MODULES,
+) -> bytes:
+    """The gzip'd newc initramfs that finds and mounts the root medium (see module docstring)."""
+    cpio = _Newc(epoch=epoch)
+    for d in _EPOCH_DIRS:
+        cpio.entry(d, 0o040755)
+    cpio.entry("lib/modules", 0o040755)
+    _add_modules(cpio, rootfs, modules, host_modules)
+    cpio.entry("bin/busybox", 0o100755, BUSYBOX.read_bytes())
+    cpio.entry("init", 0o100755, INIT.encode())
+    return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)

@@ -1,0 +1,76 @@
+"""The system's root file system tar unpacked into a staging directory, safely and repeatably.
+
+mksquashfs, mkfs.erofs and xorriso read a directory tree (the Debian versions cannot read a tar),
+so the formats whose root lives on the medium unpack the rootfs tar first. Entries under
+``boot/`` are left out (LinuxKit's squashfs and ISO roots do not carry the kernel). Nothing is
+written through a symlink (an image may hold ``etc -> /etc``; following it while extracting as
+root would write on the host), and every mtime, directories included, is set afterwards so the
+tree looks the same on every build.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from distrokit.errors import BuildError
+
+
+def _safe_name(name: str) -> str | None:
+    path = PurePosixPath(name.lstrip("/"))
+    if ".." in path.parts:
+        raise BuildError(f"rootfs tar entry {name!r} leaves the root")
+    text = str(path)
+    return None if text in (".", "") else text
+
+
+def _check_parents(root: Path, name: str) -> None:
+    current = root
+    for part in PurePosixPath(name).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise BuildError(f"rootfs tar entry {name!r} lies below the symlink {part!r}")
+
+
+def _skip(name: str, skip_boot: bool) -> bool:
+    return skip_boot and (name == "boot" or name.startswith("boot/"))
+
+
+def unpack_rootfs(tar_path: Path, root: Path, *, epoch: int, skip_boot: bool = True) -> None:
+    """Unpack `tar_path` into the empty directory `root` (owners, modes, links and device
+    nodes kept; needs root for owners and devices). Directories the tar does not list get
+    mtime `epoch`."""
+    root.mkdir(parents=True, exist_ok=True)
+    dir_times: dict[str, int] = {}
+    with tarfile.open(tar_path, "r:*") as tar:
+        for member in tar:
+            name = _safe_name(member.name)
+            if name is None or _skip(name, skip_boot):
+                continue
+            _check_parents(root, name)
+            if member.islnk():
+                link = _safe_name(member.linkname)
+                if link is None:
+                    raise BuildError(f"rootfs tar hard link {member.name!r} has no target")
+                _check_parents(root, link + "/x")
+                member.linkname = link
+            member.name = name
+            target = root / name
+            if target.is_symlink() or (target.exists() and not target.is_dir()):
+                target.unlink()
+            tar.extract(member, root, set_attrs=True, filter="fully_trusted")
+            if member.isdir():
+                dir_times[name] = int(member.mtime)
+            elif member.issym():
+                # tarfile leaves a symlink's own time at "now"
+                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+    _fix_dir_times(root, dir_times, epoch)
+
+
+def _fix_dir_times(root: Path, known: dict[str, int], epoch: int) -> None:
+    # Children first: setting a directory's time never changes its parent's.
+    for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda w: w[0], reverse=True):
+        rel = os.path.relpath(dirpath, root)
+        when = known.get(rel, epoch)
+        os.utime(dirpath, (when, when), follow_symlinks=False)

@@ -1,0 +1,126 @@
+"""The root finder initramfs and the rootfs staging, on small tars made in tmp_path."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import lzma
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from distrokit.errors import BuildError
+from distrokit.formats import rootfinder, staging
+
+DEP = (
+    "kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n"
+    "kernel/drivers/cdrom/cdrom.ko:\n"
+    "kernel/fs/other/other.ko:\n"
+)
+
+
+def _tar(path: Path, entries: list[tuple[str, bytes | None, str | None]]) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name, data, link in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 1000
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            elif data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _names(initrd: bytes) -> dict[str, bytes]:
+    data = gzip.decompress(initrd)
+    out: dict[str, bytes] = {}
+    pos = 0
+    while True:
+        head = data[pos : pos + 110]
+        size, namesize = int(head[54:62], 16), int(head[94:102], 16)
+        name = data[pos + 110 : pos + 110 + namesize - 1].decode()
+        start = pos + 110 + namesize
+        start += -start % 4
+        if name == "TRAILER!!!":
+            return out
+        out[name] = data[start : start + size]
+        pos = start + size + (-(start + size) % 4)
+
+
+def test_modules_and_dependencies_in_load_order(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test"
+    dep = DEP.replace("cdrom.ko", "cdrom.ko.xz")
+    entries: list[tuple[str, bytes | None, str | None]] = [
+        (f"{rel}/modules.dep", dep.encode(), None),
+        (f"{rel}/kernel/fs/isofs/isofs.ko", b"ISOFS", None),
+        (f"{rel}/kernel/drivers/cdrom/cdrom.ko.xz", lzma.compress(b"CDROM"), None),
+        (f"{rel}/kernel/fs/other/other.ko", b"OTHER", None),
+    ]
+    tar = _tar(tmp_path / "root.tar", entries)
+    files = _names(rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",)))
+    assert (
+        files["lib/modules/order"] == b"kernel/drivers/cdrom/cdrom.ko\nkernel/fs/isofs/isofs.ko\n"
+    )
+    assert files["lib/modules/kernel/drivers/cdrom/cdrom.ko"] == b"CDROM"
+    assert "lib/modules/kernel/fs/other/other.ko" not in files
+    assert "bin/busybox" in files and files["init"].startswith(b"#!/bin/busybox sh")
+    assert rootfinder.rootfinder_initrd(tar, epoch=0) == rootfinder.rootfinder_initrd(tar, epoch=0)
+
+
+def test_no_modules_means_nothing_to_load(tmp_path: Path) -> None:
+    tar = _tar(tmp_path / "root.tar", [("init", b"#!/bin/sh\n", None)])
+    files = _names(rootfinder.rootfinder_initrd(tar, epoch=0))
+    assert files["lib/modules/order"] == b""
+
+
+def test_staging_skips_boot_and_refuses_writing_through_symlinks(tmp_path: Path) -> None:
+    good = _tar(
+        tmp_path / "good.tar",
+        [("boot", None, None), ("boot/kernel", b"K", None), ("etc", None, None),
+         ("etc/hostname", b"h", None), ("sbin", None, None), ("sbin/init", None, "/bin/busybox")],
+    )  # fmt: skip
+    root = tmp_path / "root"
+    staging.unpack_rootfs(good, root, epoch=5)
+    assert not (root / "boot").exists()
+    assert (root / "etc/hostname").read_bytes() == b"h"
+    assert (root / "sbin/init").is_symlink()
+    assert (root / "sbin/init").lstat().st_mtime == 1000
+    assert root.stat().st_mtime == 5
+    bad = _tar(tmp_path / "bad.tar", [("etc", None, str(tmp_path / "host")), ("etc/x", b"!", None)])
+    (tmp_path / "host").mkdir()
+    with pytest.raises(BuildError, match="below the symlink"):
+        staging.unpack_rootfs(bad, tmp_path / "root2", epoch=5)
+    assert not (tmp_path / "host" / "x").exists()
+
+
+def test_without_modules_dep_reads_depends_and_fills_gaps_from_the_host(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test"
+    tar = _tar(
+        tmp_path / "root.tar",
+        [(f"{rel}/kernel/fs/isofs/isofs.ko", b"\0name=isofs\0depends=cdrom\0", None)],
+    )
+    host = tmp_path / "host"
+    (host / "6.1.0-test/kernel/drivers/cdrom").mkdir(parents=True)
+    (host / "6.1.0-test/kernel/drivers/cdrom/cdrom.ko").write_bytes(b"HOST-CDROM")
+    (host / "6.1.0-test/modules.dep").write_text(
+        "kernel/drivers/cdrom/cdrom.ko:\nkernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n"
+    )
+    files = _names(
+        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",), host_modules=host)
+    )
+    assert (
+        files["lib/modules/order"] == b"kernel/drivers/cdrom/cdrom.ko\nkernel/fs/isofs/isofs.ko\n"
+    )
+    assert files["lib/modules/kernel/drivers/cdrom/cdrom.ko"] == b"HOST-CDROM"
+    # the system's own copy wins over the host's
+    assert files["lib/modules/kernel/fs/isofs/isofs.ko"].startswith(b"\0name=isofs")
+    alone = _names(
+        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",), host_modules=tmp_path)
+    )
+    assert alone["lib/modules/order"] == b"kernel/fs/isofs/isofs.ko\n"
