@@ -56,9 +56,16 @@ def _fix_vmdk(path: Path, cid: int) -> None:
         desc_sector, desc_sectors = struct.unpack_from("<QQ", header, 28)
         f.seek(desc_sector * SECTOR)
         descriptor = f.read(desc_sectors * SECTOR)
-        fixed, count = re.subn(rb"\nCID=[0-9a-f]{8}\n", b"\nCID=%08x\n" % cid, descriptor)
+        # qemu-img prints the random CID without zero padding, so it has 1 to 8 digits; ours
+        # always has 8, and the descriptor's NUL padding absorbs the difference.
+        fixed, count = re.subn(rb"\nCID=[0-9a-f]{1,8}\n", b"\nCID=%08x\n" % cid, descriptor)
         if count != 1:
             raise ValueError(f"{path}: no CID line in the vmdk descriptor")
+        grown = len(fixed) - len(descriptor)
+        if grown > 0:
+            if fixed[-grown:].strip(b"\0"):
+                raise ValueError(f"{path}: no room left in the vmdk descriptor")
+            fixed = fixed[:-grown]
         f.seek(desc_sector * SECTOR)
         f.write(fixed)
 
