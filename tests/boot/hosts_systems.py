@@ -2,8 +2,8 @@
 
 Packages are built with `distrokit pkg build`'s library into an image cache under the user's
 cache directory, tagged with a hash of each package directory's content, so a rerun with no
-package change builds nothing. The kernel is pkg/kernel with the modules persistent disks and
-the metadata CD need added (ext4, SCSI CD-ROM, ISO 9660): see KERNEL_EXTRA_MODULES.
+package change builds nothing. The kernel is the stock pkg/kernel: it carries the modules
+persistent disks and the metadata CD need (ext4, SCSI CD-ROM, ISO 9660).
 """
 
 from __future__ import annotations
@@ -25,19 +25,6 @@ from distrokit.pkg.tag import TagOptions, package_info
 
 REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "pkg"
-KERNEL_EXTRA_MODULES = (
-    "*/kernel/fs/ext4/*",
-    "*/kernel/fs/jbd2/*",
-    "*/kernel/fs/mbcache.ko",
-    "*/kernel/lib/crc16.ko",
-    "*/kernel/crypto/crc32c_generic.ko",
-    "*/kernel/arch/x86/crypto/crc32c-intel.ko",
-    "*/kernel/drivers/scsi/scsi_mod.ko",
-    "*/kernel/drivers/scsi/scsi_common.ko",
-    "*/kernel/drivers/scsi/sr_mod.ko",
-    "*/kernel/drivers/cdrom/*",
-    "*/kernel/fs/isofs/*",
-)
 SSH_OPTIONS = (
     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
     "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
@@ -59,22 +46,14 @@ def content_hash(directory: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def kernel_package(directory: Path) -> Path:
-    """pkg/kernel's build.yml with KERNEL_EXTRA_MODULES added, as package kernel-hosts."""
-    text = (PKG / "kernel" / "build.yml").read_text()
-    text = text.replace("\nimage: kernel\n", "\nimage: kernel-hosts\n")
-    text = text.rstrip("\n") + "\n" + "".join(f'        - "{m}"\n' for m in KERNEL_EXTRA_MODULES)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "build.yml").write_text(text)
-    return directory
-
-
-def build_images(names: list[str], workdir: Path) -> dict[str, str]:
-    """Build pkg/NAME for each name ("kernel" = the kernel with extra modules); name -> ref."""
+def build_images(names: list[str], workdir: Path | None = None) -> dict[str, str]:
+    """Build pkg/NAME for each name; name -> ref. `workdir` is unused: every package, the
+    kernel included, is built from its own directory."""
+    del workdir
     host, cache = Host(), Cache(image_cache())
     refs: dict[str, str] = {}
     for name in names:
-        directory = kernel_package(workdir / "kernel-hosts") if name == "kernel" else PKG / name
+        directory = PKG / name
         info = package_info(directory, host, TagOptions(hash=content_hash(directory)))
         build_package(info, cache, host, BuildOptions(deb_cache=default_cache_dir()))
         refs[name] = info.tag

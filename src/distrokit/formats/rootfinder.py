@@ -3,14 +3,17 @@
 LinuxKit's kernel has its disk, CD and file-system drivers built in and mounts ``root=/dev/sr0``
 or ``root=/dev/sda`` itself. Debian's kernel has them as modules, so those formats carry this
 small initramfs: busybox (from the host's busybox-static), the modules the root needs with their
-dependencies (taken from the system's own ``lib/modules`` in the rootfs tar, so they always match
-its kernel; modules it lacks come from the host's ``/lib/modules`` of the same release, and
-without a modules.dep the dependencies are read from each module's ``depends=``) and a script
-that loads them, waits for the ``root=`` device (a path, ``LABEL=`` or
-``UUID=``), mounts it read-only under a RAM overlay (so the system can write, e.g. busybox's
-applet links), moves /dev over and ``switch_root``s into the system's ``/init`` (or
-``/sbin/init``). The system's init sees a non-ramfs root and skips its tmpfs copy.
-A kernel with everything built in simply finds no modules to load.
+dependencies and a script that loads them, waits for the ``root=`` device (a path, ``LABEL=``
+or ``UUID=``), mounts it read-only under a RAM overlay, moves /dev over and ``switch_root``s
+into the system's ``/init`` (or ``/sbin/init``). The system's init sees a non-ramfs root and
+skips its tmpfs copy.
+
+Modules come only from the system's own ``lib/modules`` in the rootfs tar (what the kernel
+image's kernel.tar put there), never from the build machine, so the output depends on the
+system alone and always matches its kernel. Dependencies come from its modules.dep, else from
+each module's ``depends=``. A wanted module (or a dependency) that is neither there nor listed in
+modules.builtin is a BuildError naming it: the kernel image must carry it.
+A system with no lib/modules at all (a kernel with everything built in) loads nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from pathlib import Path, PurePosixPath
 from distrokit.errors import BuildError
 
 BUSYBOX = Path("/bin/busybox")
-HOST_MODULES = Path("/lib/modules")
 BUSYBOX_PACKAGE = "busybox-static"
 # Controllers, buses and file systems a root medium may need under QEMU and on common hardware.
 ROOT_MODULES = (
@@ -83,8 +85,10 @@ while :; do
     sleep 0.1
     mdev -s
 done
-# A RAM overlay makes the read-only medium writable: the system's init links busybox applets
-# and creates directories at boot. Without overlayfs the medium itself becomes the root.
+# A RAM overlay makes the read-only medium writable. The init image carries its busybox applet
+# links, but the system still writes to / at boot: rc.init runs depmod into /lib/modules (the
+# kernel package has no modules.dep), and mount points and container state are made on the
+# fly. Without overlayfs the medium itself becomes the root.
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
 if ! mount -t overlay -o lowerdir=/medium,upperdir=/rw/upper,workdir=/rw/work overlay /root; then
@@ -193,53 +197,83 @@ def _modinfo_deps(data: bytes) -> list[str]:
 
 @dataclass
 class _Modules:
-    """Where each module file comes from (the rootfs tar, else the host) and its dependencies."""
+    """The module files of the system's own kernel (from its rootfs tar) and their dependencies.
 
+    ``missing`` maps a module name that a dependency names but the tree lacks to the modules
+    that need it; ``builtin`` holds the names modules.builtin lists (nothing to load)."""
+
+    release: str = ""
     data: dict[str, bytes] = field(default_factory=dict)
     deps: dict[str, list[str]] = field(default_factory=dict)
-    load: dict[str, Path] = field(default_factory=dict)
-
-    def read(self, mod: str) -> bytes:
-        return self.data[mod] if mod in self.data else self.load[mod].read_bytes()
+    builtin: set[str] = field(default_factory=set)
+    missing: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _gather(tar: tarfile.TarFile, host_modules: Path) -> _Modules | None:
+def _gather(tar: tarfile.TarFile) -> _Modules | None:
+    # Only the system's own tree: modules taken from the build machine would make the output
+    # depend on it (and on its kernel release).
     found = _module_tree(tar)
     if found is None:
         return None
     release, files = found
-    mods = _Modules()
+    mods = _Modules(release=release)
     for rel, member in files.items():
         if ".ko" in PurePosixPath(rel).name:
             mods.data[rel] = _read(tar, member)
+    if "modules.builtin" in files:
+        lines = _read(tar, files["modules.builtin"]).decode().split()
+        mods.builtin = {_base(line) for line in lines}
     if "modules.dep" in files:
-        mods.deps = _parse_dep(_read(tar, files["modules.dep"]).decode())
-    # A system may ship only some modules (and no modules.dep, made at boot by depmod). The
-    # host's copy of the same kernel release fills the gaps: same release, same module ABI.
-    host_dir = host_modules / release
-    if (host_dir / "modules.dep").is_file():
-        for rel, dep in _parse_dep((host_dir / "modules.dep").read_text()).items():
-            if rel not in mods.data:
-                mods.load[rel] = host_dir / rel
-            mods.deps.setdefault(rel, dep)
-    by_name = {_base(rel): rel for rel in (*mods.data, *mods.load)}
+        deps = _parse_dep(_read(tar, files["modules.dep"]).decode())
+        mods.deps = {rel: [d for d in dep if d in mods.data] for rel, dep in deps.items()}
+        for rel, dep in deps.items():
+            if rel in mods.data:
+                for d in dep:
+                    if d not in mods.data:
+                        mods.missing.setdefault(_base(d), []).append(_base(rel))
+    # Without a modules.dep (Debian's .deb has none: its postinst makes it) each module's
+    # depends= names its dependencies.
+    by_name = {_base(rel): rel for rel in mods.data}
     for rel, data in mods.data.items():
         if rel not in mods.deps:
             names = _modinfo_deps(_decompress(rel, data)[1])
             mods.deps[rel] = [by_name[n] for n in names if n in by_name]
+            for n in names:
+                if n not in by_name and n not in mods.builtin:
+                    mods.missing.setdefault(n, []).append(_base(rel))
     return mods
 
 
-def _add_modules(cpio: _Newc, rootfs: Path, wanted: Iterable[str], host_modules: Path) -> None:
+def _check_complete(mods: _Modules, wanted: Iterable[str], order: list[str]) -> None:
+    """Raise a BuildError naming every wanted module (or dependency) the system lacks."""
+    present = {_base(rel) for rel in mods.data} | mods.builtin
+    lacking = sorted(name for name in wanted if name not in present)
+    loaded = {_base(rel) for rel in order}
+    for dep, users in sorted(mods.missing.items()):
+        needed_by = sorted(set(users) & loaded)
+        if needed_by:
+            lacking.append(f"{dep} (needed by {', '.join(needed_by)})")
+    if lacking:
+        raise BuildError(
+            f"the root finder needs kernel modules the system's lib/modules/{mods.release} "
+            f"lacks: {', '.join(lacking)}",
+            hint="the kernel image must carry them (in its kernel.tar) or have them built in",
+        )
+
+
+def _add_modules(cpio: _Newc, rootfs: Path, wanted: Iterable[str]) -> None:
+    wanted = tuple(wanted)
     with tarfile.open(rootfs, "r:*") as tar:
-        mods = _gather(tar, host_modules)
+        mods = _gather(tar)
     if mods is None:
         cpio.entry("lib/modules/order", 0o100644)
         return
+    order = _closure(mods.deps, wanted)
+    _check_complete(mods, wanted, order)
     made: set[str] = set()
     names = []
-    for mod in _closure(mods.deps, wanted):
-        name, data = _decompress(mod, mods.read(mod))
+    for mod in order:
+        name, data = _decompress(mod, mods.data[mod])
         for parent in list(PurePosixPath(name).parents)[-2::-1]:
             if str(parent) not in made:
                 made.add(str(parent))
@@ -254,14 +288,13 @@ def rootfinder_initrd(
     *,
     epoch: int,
     modules: Iterable[str] = ROOT_MODULES,
-    host_modules: Path = HOST_MODULES,
 ) -> bytes:
     """The gzip'd newc initramfs that finds and mounts the root medium (see module docstring)."""
     cpio = _Newc(epoch=epoch)
     for d in _EPOCH_DIRS:
         cpio.entry(d, 0o040755)
     cpio.entry("lib/modules", 0o040755)
-    _add_modules(cpio, rootfs, modules, host_modules)
+    _add_modules(cpio, rootfs, modules)
     cpio.entry("bin/busybox", 0o100755, BUSYBOX.read_bytes())
     cpio.entry("init", 0o100755, INIT.encode())
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)

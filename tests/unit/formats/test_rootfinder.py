@@ -70,7 +70,8 @@ def test_modules_and_dependencies_in_load_order(tmp_path: Path) -> None:
     assert files["lib/modules/kernel/drivers/cdrom/cdrom.ko"] == b"CDROM"
     assert "lib/modules/kernel/fs/other/other.ko" not in files
     assert "bin/busybox" in files and files["init"].startswith(b"#!/bin/busybox sh")
-    assert rootfinder.rootfinder_initrd(tar, epoch=0) == rootfinder.rootfinder_initrd(tar, epoch=0)
+    again = rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",))
+    assert rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",)) == again
 
 
 def test_no_modules_means_nothing_to_load(tmp_path: Path) -> None:
@@ -99,28 +100,48 @@ def test_staging_skips_boot_and_refuses_writing_through_symlinks(tmp_path: Path)
     assert not (tmp_path / "host" / "x").exists()
 
 
-def test_without_modules_dep_reads_depends_and_fills_gaps_from_the_host(tmp_path: Path) -> None:
+def test_without_modules_dep_reads_depends_from_the_system_only(tmp_path: Path) -> None:
     rel = "lib/modules/6.1.0-test"
-    tar = _tar(
-        tmp_path / "root.tar",
-        [(f"{rel}/kernel/fs/isofs/isofs.ko", b"\0name=isofs\0depends=cdrom\0", None)],
-    )
-    host = tmp_path / "host"
-    (host / "6.1.0-test/kernel/drivers/cdrom").mkdir(parents=True)
-    (host / "6.1.0-test/kernel/drivers/cdrom/cdrom.ko").write_bytes(b"HOST-CDROM")
-    (host / "6.1.0-test/modules.dep").write_text(
-        "kernel/drivers/cdrom/cdrom.ko:\nkernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n"
-    )
-    files = _names(
-        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",), host_modules=host)
-    )
+    isofs = (f"{rel}/kernel/fs/isofs/isofs.ko", b"\0name=isofs\0depends=cdrom\0", None)
+    cdrom = (f"{rel}/kernel/drivers/cdrom/cdrom.ko", b"\0name=cdrom\0depends=\0", None)
+    tar = _tar(tmp_path / "root.tar", [isofs, cdrom])
+    files = _names(rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",)))
     assert (
         files["lib/modules/order"] == b"kernel/drivers/cdrom/cdrom.ko\nkernel/fs/isofs/isofs.ko\n"
     )
-    assert files["lib/modules/kernel/drivers/cdrom/cdrom.ko"] == b"HOST-CDROM"
-    # the system's own copy wins over the host's
-    assert files["lib/modules/kernel/fs/isofs/isofs.ko"].startswith(b"\0name=isofs")
-    alone = _names(
-        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",), host_modules=tmp_path)
+    assert files["lib/modules/kernel/drivers/cdrom/cdrom.ko"].startswith(b"\0name=cdrom")
+
+
+def test_a_module_the_system_lacks_is_an_error_naming_it(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test"
+    isofs = (f"{rel}/kernel/fs/isofs/isofs.ko", b"\0name=isofs\0depends=cdrom\0", None)
+    tar = _tar(tmp_path / "root.tar", [isofs])
+    # The dependency is missing: however the build machine looks, the system must carry it.
+    with pytest.raises(BuildError, match=r"cdrom \(needed by isofs\)") as err:
+        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",))
+    assert err.value.hint is not None and "kernel image must carry" in err.value.hint
+    with pytest.raises(BuildError, match=r"lacks: squashfs, sr_mod"):
+        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("sr_mod", "squashfs"))
+    # modules.dep edges count too
+    dep = f"{rel}/modules.dep", b"kernel/fs/isofs/isofs.ko: kernel/drivers/cdrom/cdrom.ko\n", None
+    with pytest.raises(BuildError, match=r"cdrom \(needed by isofs\)"):
+        rootfinder.rootfinder_initrd(
+            _tar(tmp_path / "dep.tar", [isofs, dep]), epoch=0, modules=("isofs",)
+        )
+
+
+def test_builtin_modules_need_no_file(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test"
+    tar = _tar(
+        tmp_path / "root.tar",
+        [
+            (
+                f"{rel}/modules.builtin",
+                b"kernel/drivers/cdrom/cdrom.ko\nkernel/fs/ext4/ext4.ko\n",
+                None,
+            ),
+            (f"{rel}/kernel/fs/isofs/isofs.ko", b"\0name=isofs\0depends=cdrom\0", None),
+        ],
     )
-    assert alone["lib/modules/order"] == b"kernel/fs/isofs/isofs.ko\n"
+    files = _names(rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs", "ext4")))
+    assert files["lib/modules/order"] == b"kernel/fs/isofs/isofs.ko\n"
