@@ -6,11 +6,14 @@ boot test whose host program is missing fails: CI installs everything with scrip
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from distrokit.host import Host
+from distrokit.oci.cache import Cache
+from distrokit.oci.image import host_platform
 
 _TIERS = ("unit", "tool", "boot")
 
@@ -37,3 +40,13 @@ def require_tools(*tools: str) -> None:
     missing = [t for t in tools if not h.has(t)]
     if missing:
         pytest.fail(f"host programs missing: {', '.join(missing)} (run scripts/setup)")
+
+
+def image_members(cache: Cache, ref: str) -> dict[str, tarfile.TarInfo]:
+    """Every tar member of a cached image's (gzip) layers by name, later layers winning."""
+    image = cache.image(ref, host_platform())
+    out: dict[str, tarfile.TarInfo] = {}
+    for layer in image.layers:
+        with tarfile.open(image.blob_path(layer), mode="r:gz") as tar:
+            out.update({m.name: m for m in tar.getmembers()})
+    return out

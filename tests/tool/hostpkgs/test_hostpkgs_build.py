@@ -5,12 +5,11 @@ programs its scripts call, with their libraries."""
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from conftest import image_members, require_tools
 from distrokit.cli import main
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform
@@ -41,18 +40,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Cache:
     return Cache(directory)
 
 
-def _members(cache: Cache, ref: str) -> dict[str, tarfile.TarInfo]:
-    image = cache.image(ref, host_platform())
-    out: dict[str, tarfile.TarInfo] = {}
-    for layer in image.layers:
-        with tarfile.open(image.blob_path(layer), mode="r:gz") as tar:
-            out.update({m.name: m for m in tar.getmembers()})
-    return out
-
-
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_package_has_its_programs_and_libraries(cache: Cache, name: str) -> None:
-    members = _members(cache, f"distrokit/{name}:{HASH}")
+    members = image_members(cache, f"distrokit/{name}:{HASH}")
     missing = [p for p in CASES[name] if p not in members]
     assert not missing, f"{name}: missing {missing}"
     assert "lib64/ld-linux-x86-64.so.2" in members

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import require_tools
+from conftest import image_members, require_tools
 from distrokit.cli import main
 from distrokit.errors import PackageError
 from distrokit.host import Host
@@ -58,15 +57,6 @@ def _build(pkg: Path, cache_dir: Path, **kw: object) -> tuple[Cache, str]:
     return cache, build_package(info, cache, host, options).digest
 
 
-def _members(cache: Cache, ref: str) -> dict[str, tarfile.TarInfo]:
-    image = cache.image(ref, host_platform())
-    out: dict[str, tarfile.TarInfo] = {}
-    for layer in image.layers:
-        with tarfile.open(image.blob_path(layer), mode="r:gz") as tar:
-            out.update({m.name: m for m in tar.getmembers()})
-    return out
-
-
 def test_build_twice_gives_the_same_digest(tmp_path: Path) -> None:
     pkg = _pkg(tmp_path, "bb", BUSYBOX)
     cache_a, first = _build(pkg, tmp_path / "a")
@@ -82,7 +72,7 @@ def test_build_twice_gives_the_same_digest(tmp_path: Path) -> None:
     }
     assert labels["org.distrokit.debian.packages"].startswith("busybox-static=1:1.35")
     assert cache_a.lookup("test/bb:t1-amd64") is not None
-    members = _members(cache_a, "test/bb:t1")
+    members = image_members(cache_a, "test/bb:t1")
     assert sorted(members) == [
         "bin",
         "bin/busybox",
@@ -103,7 +93,7 @@ def test_build_twice_gives_the_same_digest(tmp_path: Path) -> None:
 def test_shared_library_closure(tmp_path: Path) -> None:
     pkg = _pkg(tmp_path, "jq", JQ)
     cache, _ = _build(pkg, tmp_path / "c")
-    names = set(_members(cache, "linuxkit/jq:t1"))
+    names = set(image_members(cache, "linuxkit/jq:t1"))
     assert {
         "usr/bin/jq",
         "usr/lib/x86_64-linux-gnu/libjq.so.1",
@@ -145,7 +135,7 @@ def test_dockerfile_package_with_buildah(tmp_path: Path) -> None:
     cache, _ = _build(pkg, tmp_path / "c")
     image = cache.image("linuxkit/df:t1", host_platform())
     assert json.loads(image.config.labels["org.mobyproject.config"]) == {"command": ["/hello"]}
-    assert "hello" in _members(cache, "linuxkit/df:t1")
+    assert "hello" in image_members(cache, "linuxkit/df:t1")
 
 
 def test_cli_build_and_push(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
