@@ -19,8 +19,8 @@ class BootMode(enum.Enum):
     """How the system is started: which LinuxKit output it is."""
 
     KERNEL = "kernel"  # NAME-kernel + NAME-initrd.img + NAME-cmdline
-    SQUASHFS = "squashfs"  # NAME-kernel + NAME-squashfs.img + NAME-cmdline
-    ISO = "iso"
+    SQUASHFS = "squashfs"  # NAME-kernel + NAME-squashfs.img or NAME-erofs.img (+ initrd, cmdline)
+    ISO = "iso"  # NAME.iso, or kernel+iso: NAME-kernel + NAME-initrd.img + NAME-cmdline + NAME.iso
     DISK = "disk"  # a bootable disk image (raw, qcow2, vmdk, vhd, vhdx)
 
 
@@ -33,7 +33,7 @@ class BootSource:
     kernel: Path | None = None
     initrd: Path | None = None
     cmdline: str = ""
-    squashfs: Path | None = None
+    squashfs: Path | None = None  # the root image: squashfs or erofs
     iso: Path | None = None
     disk: Path | None = None
     disk_format: str | None = None

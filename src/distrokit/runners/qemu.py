@@ -5,8 +5,11 @@ on (the Debian kernel finds virtio-mmio devices only through ACPI; it has no
 ``VIRTIO_MMIO_CMDLINE_DEVICES``) and, when the kernel has a PVH note, the uncompressed ELF
 kernel with ``x-option-roms=off`` (a bzImage needs the option ROMs on instead). Everything on
 microvm is virtio-mmio: virtio-blk-device, virtio-net-device, virtio-rng-device and, for the
-metadata CD, scsi-cd on virtio-scsi-device. ISO, disk-image, squashfs (``root=/dev/sda``, an
-AHCI disk as LinuxKit) and UEFI boots need firmware or PCI devices and use ``q35``.
+metadata CD, scsi-cd on virtio-scsi-device. ISO, disk-image, squashfs/erofs (``root=/dev/sda``,
+an AHCI disk as LinuxKit), kernel+iso (the ISO on the second AHCI port, no boot index: the
+kernel boots directly and finds its root on the CD through ``root=`` in NAME-cmdline) and UEFI
+boots need firmware or PCI devices and use ``q35``. Every kernel boot passes NAME-initrd.img when
+it exists (distrokit's root finder for the medium-root formats).
 
 Exit status of `launch`: 0 when the guest powered off or rebooted (``-no-reboot`` turns a reboot
 into an exit), a `RunError` when QEMU failed or was killed, and Ctrl-C (or SIGTERM to distrokit)
@@ -63,7 +66,7 @@ def qemu_binary(run: RunConfig) -> str:
 
 _WHAT = {
     BootMode.KERNEL: "a kernel",
-    BootMode.SQUASHFS: "a squashfs root",
+    BootMode.SQUASHFS: "a squashfs or erofs root",
     BootMode.ISO: "an ISO",
     BootMode.DISK: "a disk image",
 }
@@ -161,12 +164,16 @@ def _boot_args(run: RunConfig, facts: HostFacts, machine: str, use_pvh: bool) ->
             args += ["-initrd", str(src.initrd)]
         args += ["-append", kernel_cmdline(run, facts, machine)]
     if src.squashfs is not None:
-        # ide-hd cannot be read-only; the squashfs file system is read-only anyway
+        # The squashfs or erofs root, the first SATA disk (/dev/sda) as LinuxKit attaches it.
+        # ide-hd cannot be read-only; both file systems are read-only anyway
         args += ["-drive", f"file={src.squashfs},format=raw,if=none,id=squashfs"]
         args += ["-device", "ide-hd,drive=squashfs,bus=ide.0"]
     if src.iso is not None:
+        # With -kernel the ISO is only the root medium (kernel+iso): QEMU refuses a CD at
+        # bootindex 0 next to -kernel, and the firmware must not boot it anyway.
+        boot = "" if src.kernel is not None else ",bootindex=0"
         args += ["-drive", f"file={src.iso},media=cdrom,if=none,id=cd0,readonly=on"]
-        args += ["-device", "ide-cd,drive=cd0,bus=ide.1,bootindex=0"]
+        args += ["-device", f"ide-cd,drive=cd0,bus=ide.1{boot}"]
     if src.disk is not None:
         args += ["-drive", f"file={src.disk},format={src.disk_format or 'raw'},if=none,id=boot"]
         args += ["-device", "virtio-blk-pci,drive=boot,bootindex=0"]

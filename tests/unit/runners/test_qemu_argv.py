@@ -129,6 +129,40 @@ def test_iso_disk_and_squashfs_boots() -> None:
     assert "file=/out/demo-squashfs.img,format=raw,if=none,id=squashfs" in _after(sq, "-drive")
 
 
+def test_squashfs_and_erofs_pass_the_root_finder_initrd() -> None:
+    erofs = replace(
+        SQUASHFS,
+        squashfs=Path("/out/demo-erofs.img"),
+        initrd=Path("/out/demo-initrd.img"),
+    )
+    argv = qemu_argv(_run(erofs), TCG)
+    assert _after(argv, "-kernel") == ["/out/demo-kernel"]
+    assert _after(argv, "-initrd") == ["/out/demo-initrd.img"]
+    assert _after(argv, "-append") == ["console=ttyS0 root=/dev/sda"]
+    assert "file=/out/demo-erofs.img,format=raw,if=none,id=squashfs" in _after(argv, "-drive")
+    assert "-initrd" not in qemu_argv(_run(SQUASHFS), TCG)
+
+
+def test_kernel_iso_attaches_the_cd_without_a_boot_index() -> None:
+    source = BootSource(
+        mode=BootMode.ISO,
+        prefix="/out/demo",
+        kernel=Path("/out/demo-kernel"),
+        initrd=Path("/out/demo-initrd.img"),
+        cmdline="console=ttyS0 root=LABEL=DISTROKIT",
+        iso=Path("/out/demo.iso"),
+    )
+    argv = qemu_argv(_run(source), TCG)
+    assert _after(argv, "-M") == ["q35"]
+    assert _after(argv, "-kernel") == ["/out/demo-kernel"]  # the bzImage: PVH is microvm only
+    assert _after(argv, "-initrd") == ["/out/demo-initrd.img"]
+    assert _after(argv, "-append") == ["console=ttyS0 root=LABEL=DISTROKIT"]
+    assert "ide-cd,drive=cd0,bus=ide.1" in _after(argv, "-device")
+    assert not any("bootindex" in device for device in _after(argv, "-device"))
+    uefi = qemu_argv(_run(source, uefi=True), TCG)
+    assert not any("bootindex" in device for device in _after(uefi, "-device"))
+
+
 def test_uefi_pflash_code_and_vars_copy() -> None:
     argv = qemu_argv(_run(ISO, uefi=True), TCG)
     assert _after(argv, "-drive")[:2] == [

@@ -53,6 +53,47 @@ def test_forced_modes(tmp_path: Path) -> None:
     assert resolve(str(img), BootMode.ISO).iso == img
 
 
+def test_prefix_squashfs_and_erofs_take_the_initrd(tmp_path: Path) -> None:
+    for suffix in ("-squashfs.img", "-erofs.img"):
+        p = tmp_path / suffix.strip("-.")
+        _touch(f"{p}-kernel")
+        _touch(f"{p}-initrd.img")
+        _touch(f"{p}-cmdline", b"console=ttyS0\n")
+        _touch(f"{p}{suffix}")
+        src = resolve(str(p))
+        assert src.mode is BootMode.SQUASHFS and src.squashfs == Path(f"{p}{suffix}")
+        assert src.initrd == Path(f"{p}-initrd.img") and src.cmdline == "console=ttyS0"
+        assert resolve(str(p), BootMode.SQUASHFS).squashfs == Path(f"{p}{suffix}")
+
+
+def test_prefix_kernel_iso(tmp_path: Path) -> None:
+    p = tmp_path / "ki"
+    _touch(f"{p}-kernel")
+    _touch(f"{p}-initrd.img")
+    _touch(f"{p}.iso")
+    # without root= in the cmdline NAME.iso is another output (iso-bios): a kernel+initrd boot
+    _touch(f"{p}-cmdline", b"console=ttyS0\n")
+    assert resolve(str(p)).mode is BootMode.KERNEL and resolve(str(p)).iso is None
+    forced = resolve(str(p), BootMode.ISO)
+    assert forced.mode is BootMode.ISO and forced.iso == Path(f"{p}.iso")
+    assert forced.kernel == Path(f"{p}-kernel")
+    _touch(f"{p}-cmdline", b"console=ttyS0 root=LABEL=DISTROKIT\n")
+    src = resolve(str(p))
+    assert src.mode is BootMode.ISO and src.iso == Path(f"{p}.iso")
+    assert src.kernel == Path(f"{p}-kernel") and src.initrd == Path(f"{p}-initrd.img")
+    assert resolve(str(p), BootMode.KERNEL).iso is None
+
+
+def test_missing_root_image_or_iso(tmp_path: Path) -> None:
+    p = tmp_path / "k"
+    _touch(f"{p}-kernel")
+    with pytest.raises(UsageError, match=r"-erofs\.img"):
+        resolve(str(p), BootMode.SQUASHFS)
+    with pytest.raises(UsageError, match=r"k\.iso"):
+        _touch(f"{p}-cmdline", b"root=/dev/sr0")
+        resolve(str(p), BootMode.ISO)
+
+
 @pytest.mark.parametrize(
     ("name", "data", "fmt"),
     [
