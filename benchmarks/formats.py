@@ -1,12 +1,14 @@
-"""Build time and size of every bootable format for the example system.
+"""Build time and size of every output format for the example system (examples/minimal.yml).
 
-The example system is the one the format tests boot (Debian kernel, busybox initramfs for the
-RAM-root formats, a busybox root file system tar with the root medium's modules for the others;
-tests/boot/formats/fmt_system.py). Each format is built `--runs` times (median wall time);
-size is the bytes the output files take on disk (allocated) and their apparent size. Prints
-one table and writes benchmarks/results/formats.json.
+The packages and the example are built once, as the minimal-system boot test does (in a
+temporary git repository, so the `@pkg:` tags resolve). Then each registered format is built
+`--runs` times with `distrokit build -format F examples/minimal.yml`, each run in a fresh
+directory: images are in the cache and the initrd segment cache is warm, as for a user who
+builds several formats of one system. Reports the median wall time, and the apparent and
+allocated size of the output files. Prints one table and writes
+benchmarks/results/formats.json.
 
-    .venv/bin/python benchmarks/formats.py [--runs 3] [--size 1024M]
+    .venv/bin/python benchmarks/formats.py [--runs 3] [--size 1024M] [--format F ...]
 """
 
 from __future__ import annotations
@@ -15,67 +17,85 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The example system is shared with the format tests rather than copied.
-sys.path.insert(0, str(ROOT / "tests" / "boot" / "formats"))
+# The system builder is shared with the boot tests rather than copied.
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "boot"))
 
-import fmt_system  # noqa: E402
+from test_minimal_system import build_minimal_system  # noqa: E402
 
-from distrokit.formats import bootable  # noqa: E402
+from distrokit.formats import registry  # noqa: E402
 
 
-def measure(name: str, system: object, work: Path, runs: int, size: str) -> dict[str, object]:
+def build_once(name: str, repo: Path, cache: Path, out: Path, size: str) -> float:
+    """Seconds one `distrokit build -format NAME` of the example takes."""
+    out.mkdir(parents=True)
+    argv = [sys.executable, "-m", "distrokit", "build", "--cache", str(cache), "-format", name]
+    argv += ["--size", size, "--name", "minimal", "--dir", str(out), "examples/minimal.yml"]
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=repo, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"building {name} failed:\n{proc.stderr}")
+    return seconds
+
+
+def measure(name: str, work: Path, runs: int, size: str) -> dict[str, object]:
     """Median build seconds and output sizes of one format."""
     times = []
-    outputs: dict[str, Path] = {}
     for run in range(runs):
-        start = time.perf_counter()
-        outputs = fmt_system.build(name, system, work / f"{name}-{run}", size=size)  # type: ignore[arg-type]
-        times.append(time.perf_counter() - start)
-    apparent = sum(p.stat().st_size for p in outputs.values())
-    allocated = sum(p.stat().st_blocks * 512 for p in outputs.values())
+        out = work / "formats" / f"{name}-{run}"
+        times.append(build_once(name, work / "repo", work / "cache", out, size))
+    files = sorted(p for p in out.iterdir() if p.is_file())
     return {
         "format": name,
-        "seconds": round(statistics.median(times), 3),
-        "apparent_bytes": apparent,
-        "allocated_bytes": allocated,
-        "files": sorted(suffix for suffix in outputs),
+        "seconds": round(statistics.median(times), 2),
+        "apparent_bytes": sum(p.stat().st_size for p in files),
+        "allocated_bytes": sum(p.stat().st_blocks * 512 for p in files),
+        "files": [p.name for p in files],
     }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--size", default="1024M", help="--size for the disk formats")
+    parser.add_argument("--runs", type=int, default=3, help="builds per format (median)")
+    parser.add_argument("--size", default="1024M", help="disk size for sized formats")
+    parser.add_argument("--format", action="append", help="only these formats")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="distrokit-bench-formats.") as name:
-        work = Path(name)
-        (work / "system").mkdir()
-        system = fmt_system.make_system(work / "system")
-        for fmt in sorted(bootable.SPECS):
-            rows.append(measure(fmt, system, work, args.runs, args.size))
-            for old in work.glob(f"{fmt}-*"):
-                for f in sorted(old.rglob("*"), reverse=True):
-                    f.unlink() if f.is_file() else f.rmdir()
-                old.rmdir()
-    print(f"{'format':<18} {'build s':>8} {'apparent MiB':>13} {'on disk MiB':>12}  files")
+    names = args.format or sorted(registry.formats())
+    with tempfile.TemporaryDirectory(prefix="distrokit-bench-") as tmp:
+        work = Path(tmp)
+        started = time.monotonic()
+        build_minimal_system(work, overlay=None)
+        setup = time.monotonic() - started
+        rows = [measure(name, work, args.runs, args.size) for name in names]
+    mib = 1024 * 1024
+    print(f"packages + kernel+initrd of the example (setup): {setup:.1f} s\n")
+    print(f"{'format':<20} {'build s':>8} {'apparent MiB':>13} {'allocated MiB':>14}  files")
     for row in rows:
+        apparent, allocated = int(row["apparent_bytes"]), int(row["allocated_bytes"])  # type: ignore[call-overload]
         print(
-            f"{row['format']:<18} {row['seconds']:>8.2f} "
-            f"{int(row['apparent_bytes']) / 2**20:>13.1f} "  # type: ignore[call-overload]
-            f"{int(row['allocated_bytes']) / 2**20:>12.1f}  " + " ".join(row["files"])  # type: ignore[call-overload]  # type: ignore[arg-type]
+            f"{row['format']!s:<20} {row['seconds']:>8} {apparent / mib:>13.1f} "
+            f"{allocated / mib:>14.1f}  {' '.join(row['files'])}"  # type: ignore[arg-type]
         )
+    result = {
+        "system": "examples/minimal.yml",
+        "host": platform.node(),
+        "runs": args.runs,
+        "size": args.size,
+        "setup_seconds": round(setup, 1),
+        "formats": rows,
+    }
     out = ROOT / "benchmarks" / "results" / "formats.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"host": platform.node(), "runs": args.runs, "size": args.size, "formats": rows}
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"\nwrote {out.relative_to(ROOT)}")
     return 0
 
 

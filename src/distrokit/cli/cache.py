@@ -26,6 +26,7 @@ from distrokit.oci.pull import Progress, PullOptions, pull
 from distrokit.oci.push import PushOptions, push
 from distrokit.oci.reference import parse_reference
 from distrokit.oci.registry import RegistryClient, RegistryOptions, parse_mirrors
+from distrokit.pkg.tag import show_tag
 
 
 def _registry_flags(p: argparse.ArgumentParser) -> None:
@@ -204,7 +205,7 @@ def _kept_images(paths: list[Path]) -> set[str]:
     """Expanded references of every image the configurations name (kernel, init, ...)."""
     names: set[str] = set()
     for path in paths:
-        config = load_config([str(path)])
+        config = load_config([str(path)], resolve_pkg=show_tag)
         names.update(str(parse_reference(image)) for image in _config_images(config))
     return names
 

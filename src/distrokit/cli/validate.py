@@ -1,42 +1,23 @@
 """``distrokit validate FILE...``: check LinuxKit YAML files and report every problem at once.
 
-Also holds the helpers `build` shares: loading inputs with ``@pkg:`` templates resolved by the
-package layer when it is installed, and printing problems and warnings.
+Also holds the helpers `build` shares: loading inputs with ``@pkg:`` templates resolved to
+the package's tag, and printing problems and warnings.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from pathlib import Path
-from typing import Any
 
 from distrokit.config.load import load_config
 from distrokit.config.model import Config
-from distrokit.config.nodes import PkgResolver
 from distrokit.errors import ConfigError
-
-
-def pkg_resolver() -> PkgResolver | None:
-    """`distrokit.pkg.tag.show_tag` if the package layer is importable, else None."""
-    try:
-        module: Any = importlib.import_module("distrokit.pkg.tag")
-    except ImportError:
-        return None
-    show_tag = getattr(module, "show_tag", None)
-    if show_tag is None:
-        return None
-
-    def resolve(path: Path) -> str:
-        return str(show_tag(path))
-
-    return resolve
+from distrokit.pkg.tag import show_tag
 
 
 def load_inputs(files: list[str]) -> Config:
     """Load and merge `files` ("-" = stdin); warnings go to stderr, problems raise."""
-    config = load_config(files, stdin=sys.stdin, resolve_pkg=pkg_resolver())
+    config = load_config(files, stdin=sys.stdin, resolve_pkg=show_tag)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return config

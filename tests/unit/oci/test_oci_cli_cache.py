@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,26 @@ def test_progress_bar_on_terminal_and_lines_otherwise() -> None:
     lines(Progress("r/x:1", 1_000_000, 1_000_000, finished=True))
     lines(Progress("r/y:1", 0, 0, finished=True, cached=True))
     assert plain.getvalue() == "r/x:1: pulled 1.0 MB\nr/y:1: cached\n"
+
+
+def test_clean_keep_resolves_pkg_templates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / "pkg" / "getty").mkdir(parents=True)
+    (repo / "pkg" / "getty" / "build.yml").write_text("image: getty\norg: reg.example/sys\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "getty"]):
+        subprocess.run([*git, *args], check=True)
+    tree = subprocess.run(
+        [*git, "rev-parse", "HEAD:pkg/getty"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    cache_dir = _fill(tmp_path)
+    built = f"reg.example/sys/getty:{tree}"
+    Cache(cache_dir).add_image(
+        built, [make_layer(tmp_path / "g.tar", seed=7)], ImageConfigBlob(), AMD64
+    )
+    yml = repo / "system.yml"
+    yml.write_text("services:\n  - name: getty\n    image: '@pkg:pkg/getty'\n")
+    assert main(["cache", "clean", "--cache", str(cache_dir), "--keep", str(yml)]) == 0
+    assert [e.name for e in Cache(cache_dir).list_entries()] == [built]
