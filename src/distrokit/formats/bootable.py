@@ -22,7 +22,7 @@ from distrokit.build.assemble import System, all_entries
 from distrokit.build.tarstream import TarWriter
 from distrokit.errors import BuildError
 from distrokit.formats import convert, erofs, fat, gcp, iso, raw, rootfinder, squashfs
-from distrokit.formats.disk import BootFiles, round_up, source_date_epoch
+from distrokit.formats.disk import BootFiles, data_ranges, round_up, source_date_epoch
 from distrokit.formats.kernel_initrd import write_initrd
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, register
@@ -70,16 +70,23 @@ def boot_files(
 
 
 def _stream(src: Path, out: BinaryIO) -> None:
+    """Append the file `src` to the fresh output `out`, keeping its holes: a 1 GiB aws or vhd
+    disk is mostly holes, and copying them as zeros would write the whole size."""
     out.flush()
+    fout = out.fileno()
+    base = out.tell()
     with src.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        offset = 0
-        while offset < size:
-            # copy_file_range lets the kernel copy (or reflink) without passing through Python
-            done = os.copy_file_range(f.fileno(), out.fileno(), size - offset)
-            if done == 0:
-                break
-            offset += done
+        fin = f.fileno()
+        size = os.fstat(fin).st_size
+        for start, end in data_ranges(fin, size):
+            pos = start
+            while pos < end:
+                # copy_file_range lets the kernel copy (or reflink) without passing through Python
+                done = os.copy_file_range(fin, fout, end - pos, pos, base + pos)
+                if done == 0:
+                    break
+                pos += done
+    out.truncate(base + size)
     out.seek(0, os.SEEK_END)
 
 

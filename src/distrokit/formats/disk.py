@@ -104,7 +104,7 @@ def round_up(value: int, unit: int) -> int:
     return -(-value // unit) * unit
 
 
-def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
+def data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """(start, end) of the regions of a file that hold data; holes are skipped."""
     pos = 0
     while pos < size:
@@ -124,7 +124,7 @@ def copy_into(dst: Path, src: Path, offset: int) -> None:
     zero = bytes(_CHUNK)
     with src.open("rb") as fin, dst.open("r+b") as fout:
         size = os.fstat(fin.fileno()).st_size
-        for start, end in _data_ranges(fin.fileno(), size):
+        for start, end in data_ranges(fin.fileno(), size):
             fin.seek(start)
             pos = start
             while pos < end:
