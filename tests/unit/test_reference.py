@@ -14,7 +14,6 @@ from distrokit.oci.reference import ReferenceError, expand, parse_reference
         ("nginx:1.13.8-alpine", "docker.io/library/nginx:1.13.8-alpine", None),
         ("linuxkit/init:v0.8", "docker.io/linuxkit/init:v0.8", None),
         ("docker.io/nginx", "docker.io/library/nginx", "docker.io/library/nginx:latest"),
-        ("index.docker.io/a/b:1", "docker.io/a/b:1", None),
         ("localhost/a", "localhost/a", "localhost/a:latest"),
         ("localhost:5000/a/b:t", "localhost:5000/a/b:t", None),
         ("127.0.0.1:5000/x", "127.0.0.1:5000/x", "127.0.0.1:5000/x:latest"),

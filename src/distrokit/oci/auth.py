@@ -18,10 +18,6 @@ from typing import Any
 
 from distrokit.errors import CommandError, RegistryError, ToolMissingError
 from distrokit.host import Host
-from distrokit.oci.reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN
-
-# The key the Docker CLI stores credentials for the default registry under.
-_DEFAULT_AUTH_KEY = f"https://{LEGACY_DEFAULT_DOMAIN}/v1/"
 
 
 @dataclass(frozen=True)
@@ -60,10 +56,7 @@ def docker_config_path() -> Path:
 
 
 def _auth_keys(registry: str) -> list[str]:
-    keys = [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"]
-    if registry in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN):
-        keys = [_DEFAULT_AUTH_KEY, DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, *keys]
-    return keys
+    return [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/"]
 
 
 def _from_helper(host: Host, helper: str, server: str) -> Credentials | None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from distrokit.errors import DistrokitError
 
 DEFAULT_DOMAIN = "docker.io"
-LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 OFFICIAL_REPO_PREFIX = "library/"
 DEFAULT_TAG = "latest"
 
@@ -83,8 +82,6 @@ def _split_domain(name: str) -> tuple[str, str]:
         domain, path = first, rest
     else:
         domain, path = DEFAULT_DOMAIN, name
-    if domain == LEGACY_DEFAULT_DOMAIN:
-        domain = DEFAULT_DOMAIN
     if domain == DEFAULT_DOMAIN and "/" not in path:
         path = OFFICIAL_REPO_PREFIX + path
     return domain, path

@@ -34,7 +34,7 @@ from distrokit.oci.image import (
     OCI_MANIFEST,
     Descriptor,
 )
-from distrokit.oci.reference import DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, Reference
+from distrokit.oci.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,7 @@ def parse_mirrors(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
         url = url.rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"mirror URL '{url}' must start with http:// or https://")
-        keys = [key]
-        if key in (DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN):
-            keys = [DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN]
-        for k in keys:
-            out.setdefault(k, []).append(url)
+        out.setdefault(key, []).append(url)
     return {k: tuple(v) for k, v in out.items()}
 
 

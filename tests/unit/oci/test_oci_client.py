@@ -95,7 +95,6 @@ def test_parse_mirrors() -> None:
     assert parse_mirrors(["http://m1:5000", "docker.io=https://m2/"]) == {
         "*": ("http://m1:5000",),
         "docker.io": ("https://m2",),
-        "index.docker.io": ("https://m2",),
     }
     with pytest.raises(UsageError, match="must start with http"):
         parse_mirrors(["m3:5000"])
