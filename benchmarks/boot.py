@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The test-system builder is shared with the boot tests rather than copied.
-sys.path.insert(0, str(ROOT / "tests" / "boot"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from guest import MARKER, make_guest, start  # noqa: E402
 

@@ -25,10 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The system builder is shared with the boot tests rather than copied.
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "boot"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
-from test_minimal_system import build_minimal_system  # noqa: E402
+from minimal_system import build_minimal_system  # noqa: E402
 
 from distrokit.formats import registry  # noqa: E402
 

@@ -21,11 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The system builder and VM helpers are shared with the boot tests rather than copied.
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tests" / "boot"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from guest import start  # noqa: E402
-from test_minimal_system import build_minimal_system, free_port, wait_http  # noqa: E402
+from minimal_system import build_minimal_system, free_port, wait_http  # noqa: E402
 
 
 def one_boot(prefix: Path, accel: str, state: Path) -> float:

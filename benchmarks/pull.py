@@ -22,14 +22,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from registry import start_registry  # noqa: E402
 
 from distrokit.host import Host  # noqa: E402
 from distrokit.oci.cache import Cache  # noqa: E402
 from distrokit.oci.image import ImageConfigBlob, Platform  # noqa: E402
 from distrokit.oci.pull import PullOptions, pull  # noqa: E402
 from distrokit.oci.push import PushOptions, push  # noqa: E402
-from registry import start_registry  # noqa: E402
 
 AMD64 = Platform.parse("linux/amd64")
 

@@ -7,9 +7,11 @@ boot test whose host program is missing fails: CI installs everything with scrip
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from guest import Boot
 
 from distrokit.host import Host
 from distrokit.oci.cache import Cache
@@ -50,3 +52,12 @@ def image_members(cache: Cache, ref: str) -> dict[str, tarfile.TarInfo]:
         with tarfile.open(image.blob_path(layer), mode="r:gz") as tar:
             out.update({m.name: m for m in tar.getmembers()})
     return out
+
+
+@pytest.fixture
+def boots() -> Iterator[list[Boot]]:
+    """VMs a test starts (it appends each); every one is stopped at the end, pass or fail."""
+    started: list[Boot] = []
+    yield started
+    for boot in started:
+        boot.stop()

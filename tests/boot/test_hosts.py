@@ -10,15 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from guest import Boot, start
 from hosts_systems import Ssh, build_images, build_system, keypair, system_yaml
+from registry import Registry, free_port
 
 from conftest import require_tools
-from registry import Registry, free_port
 
 BOOT_TIMEOUT = 180.0
 INIT_DONE = "distrokit: init done"
@@ -32,15 +31,6 @@ def refs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Every package the systems here use, built (or found in the cache)."""
     require_tools("qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen", "apt-get", "dpkg-deb")
     return build_images(BASE + HOST_PKGS, tmp_path_factory.mktemp("kernel"))
-
-
-@pytest.fixture
-def boots() -> Iterator[list[Boot]]:
-    """VMs started by a test; every one is stopped at the end, pass or fail."""
-    started: list[Boot] = []
-    yield started
-    for boot in started:
-        boot.stop()
 
 
 def _boot(boots: list[Boot], prefix: str, *args: str, mem: str = "1024") -> Boot:

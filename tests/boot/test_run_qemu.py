@@ -12,7 +12,6 @@ import signal
 import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ WAIT_FOR_VDA = "for i in $(seq 100); do [ -b /dev/vda ] && break; sleep 0.1; don
 @pytest.fixture(autouse=True)
 def _tools() -> None:
     require_tools("qemu-system-x86_64", "qemu-img")
-
-
-@pytest.fixture
-def boots() -> Iterator[list[Boot]]:
-    """Boots started by a test; every one is stopped at the end, pass or fail."""
-    started: list[Boot] = []
-    yield started
-    for boot in started:
-        boot.stop()
 
 
 def _alive(pid: int) -> bool:

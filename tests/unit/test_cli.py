@@ -55,7 +55,7 @@ def test_a_command_loads_only_its_own_module() -> None:
         "    main(['run', '--help'])\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(sorted(m for m in ('requests', 'distrokit.build.run', 'distrokit.cli.build')"
+        "print(sorted(m for m in ('requests', 'distrokit.pipeline', 'distrokit.cli.build')"
         " if m in sys.modules))\n"
     )
     out = subprocess.run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distrokit.oci.reference import ReferenceError, expand, parse_reference
+from distrokit.reference import ReferenceError, expand, parse_reference
 
 
 @pytest.mark.parametrize(

@@ -15,17 +15,17 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from distrokit.build.initrd import Compression
-from distrokit.build.run import BuildRequest, build, default_build_cache
 from distrokit.cli.validate import load_inputs, report_problems
 from distrokit.config.dump import dump_yaml
 from distrokit.config.model import Config
 from distrokit.errors import ConfigError, UsageError
 from distrokit.formats import registry
+from distrokit.formats.initrd import Compression
 from distrokit.oci.cache import Cache, default_cache_dir
 from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
 from distrokit.oci.registry import parse_mirrors
+from distrokit.pipeline import BuildRequest, build, default_build_cache
 
 DEFAULT_FORMAT = "kernel+initrd"
 STREAM_DEFAULT_FORMAT = "tar"

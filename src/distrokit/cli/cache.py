@@ -24,9 +24,9 @@ from distrokit.oci.image import INDEX_TYPES, Platform, host_platform
 from distrokit.oci.layout import EXPORT_FORMATS, export_image, import_layout
 from distrokit.oci.pull import Progress, PullOptions, pull
 from distrokit.oci.push import PushOptions, push
-from distrokit.oci.reference import parse_reference
 from distrokit.oci.registry import RegistryClient, RegistryOptions, parse_mirrors
-from distrokit.pkg.tag import show_tag
+from distrokit.packages.tag import show_tag
+from distrokit.reference import parse_reference
 
 
 def _registry_flags(p: argparse.ArgumentParser) -> None:

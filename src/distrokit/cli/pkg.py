@@ -11,9 +11,9 @@ from distrokit.errors import PackageError
 from distrokit.host import Host
 from distrokit.oci.cache import Cache, default_cache_dir
 from distrokit.oci.image import Platform
-from distrokit.pkg.builder import BuildOptions, BuildResult, build_package
-from distrokit.pkg.debian import default_cache_dir as default_deb_cache
-from distrokit.pkg.tag import PackageInfo, TagOptions, package_info
+from distrokit.packages.builder import BuildOptions, BuildResult, build_package
+from distrokit.packages.debian import default_cache_dir as default_deb_cache
+from distrokit.packages.tag import PackageInfo, TagOptions, package_info
 
 
 def _tag_flags(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import sys
 from distrokit.config.load import load_config
 from distrokit.config.model import Config
 from distrokit.errors import ConfigError
-from distrokit.pkg.tag import show_tag
+from distrokit.packages.tag import show_tag
 
 
 def load_inputs(files: list[str]) -> Config:

@@ -3,7 +3,7 @@
 Field names are the snake_case forms of LinuxKit's YAML keys (``capabilities.add`` ->
 ``capabilities_add``, ``oomScoreAdj`` -> ``oom_score_adj``). ``None`` always means "not set", which
 is not the same as an empty list: an explicitly empty YAML value clears the image label's value
-(see `distrokit.config.spec`).
+(see `distrokit.system.container`).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from distrokit.config.rules import (
     parse_tmpfs,
 )
 from distrokit.errors import ConfigError
-from distrokit.oci.reference import ReferenceError, expand, parse_reference
+from distrokit.reference import ReferenceError, expand, parse_reference
 
 
 class Ref(Str):

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from distrokit.build.assemble import System, all_entries
-from distrokit.build.tarstream import TarWriter
 from distrokit.errors import BuildError
 from distrokit.formats import convert, erofs, fat, gcp, iso, raw, rootfinder, squashfs
 from distrokit.formats.disk import BootFiles, data_ranges, round_up, source_date_epoch
@@ -27,6 +25,8 @@ from distrokit.formats.kernel_initrd import write_initrd
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, register
 from distrokit.host import Host
+from distrokit.system.assemble import System, all_entries
+from distrokit.tarstream import TarWriter
 
 DYNAMIC_VHD_SIZE_MIB = 25 * 1024  # LinuxKit's dynamic-vhd is 25G (sparse)
 GIB_IN_MIB = 1024

@@ -6,10 +6,10 @@ entrypoint is LinuxKit's ``rc.init``.
 
 from __future__ import annotations
 
-from distrokit.build.assemble import System, all_entries
-from distrokit.build.tarstream import Origin, TarWriter, regular
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, register
+from distrokit.system.assemble import System, all_entries
+from distrokit.tarstream import Origin, TarWriter, regular
 
 DOCKERFILE = b"""FROM scratch
 COPY . ./

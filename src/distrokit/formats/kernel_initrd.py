@@ -12,12 +12,12 @@ import shutil
 from pathlib import Path
 from typing import BinaryIO
 
-from distrokit.build.assemble import System
-from distrokit.build.initrd import InitrdWriter
-from distrokit.build.tarstream import Entry, Origin, TarWriter, directory, regular
 from distrokit.errors import BuildError
+from distrokit.formats.initrd import InitrdWriter
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, register
+from distrokit.system.assemble import System
+from distrokit.tarstream import Entry, Origin, TarWriter, directory, regular
 
 
 def kernel_initrd_files(name: str) -> tuple[str, ...]:

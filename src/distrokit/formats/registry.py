@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distrokit.build.assemble import System
-from distrokit.build.initrd import Compression, SegmentCache
 from distrokit.errors import ToolMissingError, UsageError
+from distrokit.formats.initrd import Compression, SegmentCache
 from distrokit.formats.outputs import Outputs
 from distrokit.host import Host
+from distrokit.system.assemble import System
 
 FORMAT_MODULES: tuple[str, ...] = (
     "distrokit.formats.tar",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from distrokit.build.assemble import System, all_entries
-from distrokit.build.tarstream import TarWriter
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, register
+from distrokit.system.assemble import System, all_entries
+from distrokit.tarstream import TarWriter
 
 
 def tar_files(name: str) -> tuple[str, ...]:

@@ -47,7 +47,7 @@ from distrokit.oci.image import (
     canonical_json,
     digest_hex,
 )
-from distrokit.oci.reference import Reference, parse_reference
+from distrokit.reference import Reference, parse_reference
 
 # Cache files are shared with LinuxKit and other users' tools: readable by all, like Go writes.
 _FILE_MODE = 0o644

@@ -30,7 +30,7 @@ from distrokit.oci.image import (
     Platform,
     digest_hex,
 )
-from distrokit.oci.reference import ReferenceError, parse_reference
+from distrokit.reference import ReferenceError, parse_reference
 
 _MAX_JSON = 8 << 20
 
@@ -184,7 +184,7 @@ def _write_docker(tar: tarfile.TarFile, cache: Cache, image: CachedImage, name: 
 def _write_filesystem(tar: tarfile.TarFile, cache: Cache, image: CachedImage, name: str) -> None:
     """The image's flattened root filesystem (whiteouts applied), as the build reads it."""
     # Imported here: only this format needs the build package's layer flattening.
-    from distrokit.build.layers import flatten
+    from distrokit.system.layers import flatten
 
     layers = image.layers
     for entry in flatten(len(layers), lambda i: image.open_layer(layers[i])):

@@ -29,8 +29,8 @@ from distrokit.oci.image import (
     Descriptor,
     Platform,
 )
-from distrokit.oci.reference import Reference, parse_reference
 from distrokit.oci.registry import Endpoint, RegistryClient, RegistryOptions
+from distrokit.reference import Reference, parse_reference
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from distrokit.errors import CacheError, RegistryError
 from distrokit.oci.cache import Cache, ref_name
 from distrokit.oci.image import INDEX_TYPES, Descriptor
-from distrokit.oci.reference import Reference, parse_reference
 from distrokit.oci.registry import Endpoint, RegistryClient, RegistryOptions
+from distrokit.reference import Reference, parse_reference
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from distrokit.oci.image import (
     OCI_MANIFEST,
     Descriptor,
 )
-from distrokit.oci.reference import Reference
+from distrokit.reference import Reference
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,10 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import fmt_system
+import pytest
 from guest import Boot, start
 
 from conftest import require_tools
@@ -44,14 +40,6 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
              "dynamic-vhd", "iso-bios", "iso-efi", "iso-efi-initrd", "kernel+squashfs",
              "kernel+erofs", "kernel+iso")  # fmt: skip
     return {name: fmt_system.build(name, system, base / name, size="64M") for name in names}
-
-
-@pytest.fixture
-def boots() -> Iterator[list[Boot]]:
-    started: list[Boot] = []
-    yield started
-    for boot in started:
-        boot.stop()
 
 
 def _boot(boots: list[Boot], *args: str) -> str:

@@ -15,15 +15,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from guest import Boot, start
-from test_minimal_system import build_minimal_system
+from minimal_system import build_minimal_system
 
 from conftest import require_tools
 from distrokit.formats.bootable import SPECS
@@ -98,14 +94,6 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
             assert tar.getnames() == ["disk.raw"]
             tar.extractall(out / "gcp", filter="data")
     return out, errors
-
-
-@pytest.fixture
-def boots() -> Iterator[list[Boot]]:
-    started: list[Boot] = []
-    yield started
-    for boot in started:
-        boot.stop()
 
 
 def test_every_bootable_format_is_built_and_booted() -> None:

@@ -4,16 +4,12 @@ images qemu-img accepts with the expected sub-formats."""
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "boot" / "formats"))
-
 import fmt_system
+import pytest
 
 from conftest import require_tools
 from distrokit.formats import bootable, registry

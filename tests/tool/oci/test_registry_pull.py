@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from registry import PASSWORD, USERNAME, Registry, make_layer, start_registry
 
 from conftest import require_tools
 from distrokit.cli import main
@@ -26,7 +27,6 @@ from distrokit.oci.image import DOCKER_MANIFEST, ImageConfigBlob, Platform
 from distrokit.oci.pull import Progress, PullOptions, pull
 from distrokit.oci.push import PushOptions, push
 from distrokit.oci.registry import parse_mirrors
-from registry import PASSWORD, USERNAME, Registry, make_layer, start_registry
 
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")

@@ -20,7 +20,8 @@ from distrokit.config.model import (
     Volume,
 )
 from distrokit.config.rules import CAPABILITIES, RLIMIT_UNLIMITED
-from distrokit.config.spec import (
+from distrokit.errors import ConfigError
+from distrokit.system.container import (
     ContainerSpec,
     ImageDefaults,
     MountSpec,
@@ -30,7 +31,6 @@ from distrokit.config.spec import (
     parse_label,
     resolve_container,
 )
-from distrokit.errors import ConfigError
 
 IMAGE_DEFAULTS = ImageDefaults(
     entrypoint=("/bin/entry",), cmd=("--flag",), env=("PATH=/bin",), working_dir="/srv"

@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from registry import make_layer
 
 from distrokit.errors import CacheError
 from distrokit.oci.cache import Cache, default_cache_dir
@@ -19,7 +20,6 @@ from distrokit.oci.image import (
     digest_hex,
 )
 from distrokit.oci.layout import export_image, import_layout
-from registry import make_layer
 
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")

@@ -8,11 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from registry import make_layer
 
 from distrokit.cli import main
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import ImageConfigBlob, Platform
-from registry import make_layer
 
 AMD64 = Platform.parse("linux/amd64")
 KEPT = ("reg.example/sys/kernel:1", "reg.example/sys/init:2", "reg.example/sys/getty:3")

@@ -1,0 +1,85 @@
+"""One build from start to end: check formats, pull missing images, assemble, write outputs.
+
+Every requested format is checked (known, tools present, arch, streaming rules) before any
+image is pulled or any file written; outputs appear only when every format succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from distrokit.config.model import Config
+from distrokit.formats.initrd import Compression, SegmentCache
+from distrokit.formats.outputs import Outputs
+from distrokit.formats.registry import BuildSettings, check_request
+from distrokit.host import Host
+from distrokit.oci.cache import Cache
+from distrokit.oci.image import Platform
+from distrokit.oci.pull import PullOptions, pull
+from distrokit.system.assemble import assemble, image_refs
+
+
+def default_build_cache() -> Path:
+    """Where reusable build products live: ``$XDG_CACHE_HOME/distrokit/build``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "distrokit" / "build"
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What to build and where."""
+
+    formats: tuple[str, ...]
+    name: str
+    directory: Path = Path()
+    single_output: str | None = None
+    platform: Platform = field(default_factory=lambda: Platform("linux", "amd64"))
+    compression: Compression = field(default_factory=Compression)
+    # None disables reuse of converted segments (every build starts cold).
+    build_cache: Path | None = None
+    size_mb: int = 1024
+
+
+def build(
+    config: Config,
+    cache: Cache,
+    request: BuildRequest,
+    *,
+    pull_options: PullOptions | None = None,
+    host: Host | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Build `request.formats` for `config`; returns the files written (none for stdout)."""
+    host = host or Host()
+    chosen = check_request(
+        request.formats,
+        single_output=request.single_output,
+        arch=request.platform.architecture,
+        host=host,
+    )
+    refs = image_refs(config)
+    pulled = pull(cache, refs, request.platform, options=pull_options) if refs else []
+    images = dict(zip(refs, pulled, strict=True))
+    store = request.build_cache
+    segments = SegmentCache(store / "segments") if store is not None else None
+    with tempfile.TemporaryDirectory(prefix="distrokit-build-") as tmp:
+        system = assemble(config, images, Path(tmp), store / "kernels" if store else None)
+        settings = BuildSettings(
+            compression=request.compression,
+            segment_cache=segments,
+            progress=progress,
+            host=host,
+            arch=request.platform.architecture,
+            size_mb=request.size_mb,
+            workdir=Path(tmp),
+        )
+        with Outputs(request.directory, request.name, request.single_output) as outputs:
+            for fmt in chosen:
+                fmt.build(system, outputs, settings)
+    if segments is not None:
+        segments.prune()
+    return outputs.written

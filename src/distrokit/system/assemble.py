@@ -1,0 +1,391 @@
+"""The build pipeline: a validated `Config` plus cached images -> the parts of the root tree.
+
+Order and layout are LinuxKit's (sections 2.2 and 2.4): kernel, init images, volumes, onboot,
+onshutdown and service bundles, then ``files:``. The result is a list of `Part`s, each a lazy
+stream of tar entries; output formats consume them in order. Parts derived only from an image
+carry a content `key` so formats can reuse earlier work (the initrd segment cache); generated
+parts (config.json, files) are cheap and always regenerated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from distrokit.config.model import Config, Image, Volume
+from distrokit.errors import BuildError, ConfigError
+from distrokit.oci.image import CachedImage
+from distrokit.reference import parse_reference
+from distrokit.system import kernel as kernel_mod
+from distrokit.system.apk import ApkDatabases, ApkSidecar
+from distrokit.system.container import (
+    LABEL,
+    ContainerSpec,
+    ImageDefaults,
+    allocate_ids,
+    parse_label,
+    resolve_container,
+)
+from distrokit.system.files import file_entries
+from distrokit.system.layers import flatten, image_entries, prefix_dirs
+from distrokit.system.ocispec import config_json, dumps, rootfs_mounts, runtime_json
+from distrokit.tarstream import Entry, Origin, directory, generated_mtime, regular
+
+VOLUMES_SOURCE = "linuxkit.volumes"
+SECTIONS = (
+    ("onboot", "Add onboot containers:"),
+    ("onshutdown", "Add onshutdown containers:"),
+    ("services", "Add service containers:"),
+)
+
+
+PartKind = Literal["boot", "image", "generated"]
+
+
+@dataclass(frozen=True)
+class Part:
+    """A run of entries of the root tree.
+
+    `kind` is ``boot`` (boot/ with kernel, cmdline, ucode), ``image`` (derived from one image
+    only; `key` identifies its content) or ``generated``. `messages` are LinuxKit's progress
+    lines, printed when the part starts.
+    """
+
+    kind: PartKind
+    location: str
+    entries: Callable[[], Iterable[Entry]]
+    key: str | None = None
+    messages: tuple[str, ...] = ()
+    # Small data captured while the part streams, kept with its cached segment.
+    sidecar: ApkSidecar | None = None
+
+
+@dataclass(frozen=True)
+class System:
+    """Everything an output format needs."""
+
+    parts: tuple[Part, ...]
+    kernel: kernel_mod.KernelParts | None
+    cmdline: str
+
+
+def source_name(ref: str) -> str:
+    """The image reference as LinuxKit writes it in PAX records (fully expanded)."""
+    return str(parse_reference(ref))
+
+
+def _flat(image: CachedImage) -> Iterator[Entry]:
+    return flatten(len(image.layers), lambda i: image.open_layer(image.layers[i]))
+
+
+def _need(images: Mapping[str, CachedImage], ref: str) -> CachedImage:
+    try:
+        return images[ref]
+    except KeyError:
+        raise BuildError(f"image {ref} was not provided to the build") from None
+
+
+def _nothing() -> Iterator[Entry]:
+    return iter(())
+
+
+def _image_part(
+    image: CachedImage,
+    ref: str,
+    prefix: str,
+    location: str,
+    *,
+    resolv_symlink: bool,
+    messages: tuple[str, ...] = (),
+) -> Part:
+    origin = Origin(source_name(ref), location)
+
+    def entries() -> Iterator[Entry]:
+        yield from prefix_dirs(prefix, origin)
+        yield from image_entries(_flat(image), prefix, origin, resolv_symlink=resolv_symlink)
+
+    key = f"image:{image.digest}:{prefix}:{resolv_symlink}:{generated_mtime()}"
+    return Part("image", location, entries, key, messages)
+
+
+def _kernel_parts(
+    config: Config, images: Mapping[str, CachedImage], workdir: Path, store: Path | None
+) -> tuple[list[Part], kernel_mod.KernelParts | None]:
+    k = config.kernel
+    if k.image is None:
+        return [], None
+    image = _need(images, k.image)
+    ident = f"{image.digest}:{k.binary}:{k.ucode}"
+    cached_dir = None
+    if store is not None:
+        cached_dir = store / hashlib.sha256(ident.encode()).hexdigest()
+    found = kernel_mod.load_parts(cached_dir) if cached_dir is not None else None
+    if found is None:
+        found = kernel_mod.extract_files(image, k.binary, k.ucode, workdir)
+        if cached_dir is not None:
+            _save_kernel(found, cached_dir)
+    parts_found = found
+    origin = Origin(source_name(k.image), "kernel")
+    cmdline = k.cmdline or ""
+
+    def boot() -> Iterator[Entry]:
+        yield directory("boot", origin)
+        yield regular("boot/cmdline", cmdline.encode(), origin, mode=0o644)
+        for name, f in (
+            ("boot/kernel", parts_found.binary),
+            ("boot/ucode.cpio", parts_found.ucode),
+        ):
+            if f is None:
+                continue
+            with f.path.open("rb") as stream:
+                entry = regular(name, b"", origin, mode=f.mode, mtime=f.mtime)
+                entry.info.size = f.size
+                yield Entry(entry.info, stream)
+
+    out = [Part("boot", "kernel", boot, None, (f"Extract kernel image: {source_name(k.image)}",))]
+    tar = kernel_mod.tar_name(k.tar)
+    if tar is not None:
+        out.append(
+            Part(
+                "image",
+                "kernel",
+                lambda: kernel_mod.module_entries(image, tar, origin),
+                f"kernel-tar:{image.digest}:{tar}",
+            )
+        )
+    return out, found
+
+
+def _save_kernel(found: kernel_mod.KernelParts, dest: Path) -> None:
+    """Store the kernel binary/ucode in the cache atomically (a temp dir renamed into place)."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".kernel-"))
+    except OSError:
+        return  # an unwritable cache only costs speed
+    try:
+        kernel_mod.save_parts(found, tmp / "d")
+        (tmp / "d").replace(dest)
+    except OSError:
+        pass  # another build stored it first, or the cache is read-only: not fatal
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _init_parts(config: Config, images: Mapping[str, CachedImage]) -> list[Part]:
+    parts: list[Part] = []
+    dbs = ApkDatabases(f"init[{i}]" for i in range(len(config.init)))
+    for i, ref in enumerate(config.init):
+        head = ("Add init containers:",) if i == 0 else ()
+        plain = _image_part(
+            _need(images, ref),
+            ref,
+            "",
+            f"init[{i}]",
+            resolv_symlink=True,
+            messages=(*head, f"Process init image: {source_name(ref)}"),
+        )
+        parts.append(
+            replace(
+                plain,
+                entries=_watched(dbs, plain),
+                sidecar=dbs.sidecar(plain.location),
+            )
+        )
+    if not parts:
+        parts.append(Part("generated", "init", _nothing, None, ("Add init containers:",)))
+    parts.append(Part("generated", "init", dbs.merged))
+    return parts
+
+
+def _watched(dbs: ApkDatabases, part: Part) -> Callable[[], Iterable[Entry]]:
+    return lambda: dbs.watch(part.location, part.entries())
+
+
+def _volume_parts(config: Config, images: Mapping[str, CachedImage]) -> list[Part]:
+    parts: list[Part] = [Part("generated", "volumes", _nothing, None, ("Add volumes:",))]
+    for i, vol in enumerate(config.volumes):
+        parts.extend(_volume(vol, i, images))
+    return parts
+
+
+def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[Part]:
+    location = f"volume[{index}]"
+    base = f"containers/volumes/{vol.name}/"
+    if vol.format != "filesystem":
+        raise BuildError(
+            f"volume {vol.name}: format '{vol.format}' is not supported yet",
+            hint="use format: filesystem",
+        )
+    message = (f"Process volume image: {vol.name}",)
+    parts: list[Part] = []
+    if vol.image is not None:
+        parts.append(
+            _image_part(
+                _need(images, vol.image),
+                vol.image,
+                base + "lower/",
+                location,
+                resolv_symlink=True,
+                messages=message,
+            )
+        )
+        origin = Origin(source_name(vol.image), location)
+    else:
+        origin = Origin(VOLUMES_SOURCE, location)
+    empty = vol.image is None
+
+    def rest() -> Iterator[Entry]:
+        if empty:
+            yield from prefix_dirs(base + "lower/", origin)
+        yield from prefix_dirs(base + "tmp/", origin)
+        yield from prefix_dirs(base + "merged/", origin)
+
+    parts.append(Part("generated", location, rest, None, () if parts else message))
+    return parts
+
+
+def container_spec(
+    entry: Image, image: CachedImage, ids: Mapping[str, int], volumes: Mapping[str, Volume]
+) -> ContainerSpec:
+    """Resolve one container: YAML entry + image label + image config."""
+    cfg = image.config
+    label_text = cfg.labels.get(LABEL)
+    label = parse_label(label_text, source_name(entry.image)) if label_text else None
+    defaults = ImageDefaults(
+        entrypoint=cfg.entrypoint or (), cmd=cfg.cmd or (), env=cfg.env, working_dir=cfg.working_dir
+    )
+    return resolve_container(entry, label, defaults, ids, volumes)
+
+
+def _bundle_dir(section: str, index: int, name: str) -> str:
+    if section == "services":
+        return f"containers/services/{name}"
+    return f"containers/{section}/{index:03d}-{name}"
+
+
+def _container_parts(
+    section: str,
+    index: int,
+    entry: Image,
+    *,
+    spec: ContainerSpec,
+    image: CachedImage,
+    unpacked: dict[str, str],
+) -> list[Part]:
+    """LinuxKit's ImageBundle (2.4): image unpacked once, config.json, tmp/, rootfs/,
+    runtime.json."""
+    location = f"{section}[{index}]"
+    bundle = _bundle_dir(section, index, entry.name)
+    origin = Origin(source_name(entry.image), location)
+    message = (f"  Create OCI config for {entry.image}",)
+    ref = source_name(entry.image)
+    parts: list[Part] = []
+    first = ref not in unpacked
+    if first:
+        root = f"{bundle}/{'rootfs' if spec.readonly else 'lower'}"
+        parts.append(
+            _image_part(
+                image, entry.image, root + "/", location, resolv_symlink=False, messages=message
+            )
+        )
+        unpacked[ref] = root
+    root = unpacked[ref]
+    config = dumps(config_json(spec))
+    runtime = dumps(
+        runtime_json(spec.runtime, rootfs_mounts(f"/{bundle}", f"/{root}", spec.readonly))
+    )
+
+    def generated() -> Iterator[Entry]:
+        if not first:
+            yield from prefix_dirs(bundle + "/", origin)
+        yield regular(f"{bundle}/config.json", config, origin, mode=0o644)
+        if not spec.readonly:
+            yield directory(f"{bundle}/tmp", origin)
+            yield directory(f"{bundle}/rootfs", origin)
+        elif not first:
+            yield directory(f"{bundle}/rootfs", origin)
+        yield regular(f"{bundle}/runtime.json", runtime, origin, mode=0o644)
+
+    parts.append(Part("generated", location, generated, None, () if first else message))
+    return parts
+
+
+def _all_containers(config: Config, images: Mapping[str, CachedImage]) -> list[Part]:
+    ids = allocate_ids(config)
+    volumes = {v.name: v for v in config.volumes}
+    unpacked: dict[str, str] = {}
+    parts: list[Part] = []
+    problems: list[str] = []
+    for section, header in SECTIONS:
+        parts.append(Part("generated", section, _nothing, None, (header,)))
+        entries: tuple[Image, ...] = getattr(config, section)
+        for index, entry in enumerate(entries):
+            image = _need(images, entry.image)
+            try:
+                spec = container_spec(entry, image, ids, volumes)
+            except ConfigError as err:
+                problems.extend(err.problems)
+                continue
+            parts.extend(
+                _container_parts(section, index, entry, spec=spec, image=image, unpacked=unpacked)
+            )
+    if problems:
+        raise ConfigError(problems)
+    return parts
+
+
+def _files_part(config: Config) -> Part:
+    ids = allocate_ids(config)
+    names = tuple(f"  {f.path.lstrip('/')}" for f in config.files)
+    return Part(
+        "generated", "files", lambda: file_entries(config, ids), None, ("Add files:", *names)
+    )
+
+
+def image_refs(config: Config) -> list[str]:
+    """Every image reference the build needs, in build order, without repeats."""
+    refs = [config.kernel.image] if config.kernel.image else []
+    refs += list(config.init)
+    refs += [v.image for v in config.volumes if v.image]
+    refs += [e.image for s, _ in SECTIONS for e in getattr(config, s)]
+    return list(dict.fromkeys(refs))
+
+
+def assemble(
+    config: Config,
+    images: Mapping[str, CachedImage],
+    workdir: Path,
+    kernel_store: Path | None = None,
+) -> System:
+    """Plan the root tree of `config` from `images` (keyed by the references in the YAML).
+
+    The kernel binary/microcode are copied into `workdir` (or reused from `kernel_store`);
+    everything else is read lazily when a format consumes the parts. Container specs are
+    resolved here, so bad labels fail before any output is written.
+    """
+    kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store)
+    parts = [
+        *kernel_parts,
+        *_init_parts(config, images),
+        *_volume_parts(config, images),
+        *_all_containers(config, images),
+        _files_part(config),
+    ]
+    return System(tuple(parts), kernel, config.kernel.cmdline or "")
+
+
+def all_entries(
+    parts: Iterable[Part], progress: Callable[[str], None] | None = None
+) -> Iterator[Entry]:
+    """Every entry of `parts` in order, reporting each part's messages first."""
+    for part in parts:
+        for message in part.messages:
+            if progress is not None:
+                progress(message)
+        yield from part.entries()
