@@ -1,26 +1,32 @@
-"""qcow2, vmdk and vhd images converted from a raw disk with ``qemu-img``, made reproducible.
+"""The qcow2-bios, qcow2-efi, vmdk, vhd and dynamic-vhd formats (declared at the end): a raw
+disk (raw.py) converted with ``qemu-img``, made reproducible.
 
 qcow2 output is deterministic as is. Two fields are not and are rewritten here from ids derived
 from the system's inputs: the streamOptimized vmdk's descriptor ``CID`` (random) and, in the VHD
 footer (at the end; a dynamic VHD also has a copy at the start), the creation timestamp and
 the UUID; the footer checksum is then recomputed. qemu-img also writes the output's own file
-name into the vmdk descriptor, so it always converts to the final name inside a scratch
-directory.
+name into the vmdk descriptor, so it converts to a fixed name (``out.vmdk``) inside a scratch
+directory whatever the output is called.
 """
 
 from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
+from distrokit.formats import raw as raw_disk
+from distrokit.formats.bootable import Writer, bootable
 from distrokit.formats.disk import (
     SECTOR,
+    BootFiles,
     atomic_output,
     derive_u32,
     derive_uuid,
     scratch_dir,
 )
+from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 TOOLS = ("qemu-img",)
@@ -35,12 +41,15 @@ _TARGETS: dict[str, tuple[str, str]] = {
 }
 
 
-def convert(host: Host, raw: Path, out: Path, kind: str, *, epoch: int, seed: bytes) -> None:
+def convert(
+    host: Host, raw: Path, out: Path, kind: str, *, epoch: int, seed: bytes, name: str = "out"
+) -> None:
     """Convert the raw disk `raw` to `out` as `kind` (qcow2, vmdk, vhd or dynamic-vhd); ids
-    are derived from `seed` (the system's, not a hash of a possibly 25 GiB disk)."""
+    are derived from `seed` (the system's, not a hash of a possibly 25 GiB disk). `name` is
+    the file name qemu-img sees (and writes into a vmdk descriptor)."""
     fmt, options = _TARGETS[kind]
     with scratch_dir(out) as scratch, atomic_output(out) as tmp:
-        target = scratch / out.name
+        target = scratch / name
         opts = ["-o", options] if options else []
         host.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, *opts, raw, target])
         if kind == "vmdk":
@@ -98,3 +107,64 @@ def _fix_vhd(path: Path, uid: bytes, epoch: int) -> None:
         if f.read(8) == b"conectix":  # dynamic: the footer's copy at the start
             f.seek(0)
             f.write(fixed)
+
+
+DYNAMIC_VHD_SIZE_MIB = 25 * 1024  # LinuxKit's dynamic-vhd is 25G (sparse)
+SIZED = -1  # the disk takes --size
+
+
+def _converted(kind: str, suffix: str, *, efi: bool, size: int | None) -> Writer:
+    def write(
+        host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+    ) -> None:
+        disk = scratch / "disk.raw"
+        mib = s.size_mb if size == SIZED else size
+        (raw_disk.write_raw_efi if efi else raw_disk.write_raw_bios)(host, boot, disk, mib)
+        seed = boot.seed()
+        convert(host, disk, out[suffix], kind, epoch=boot.epoch, seed=seed, name=f"out{suffix}")
+
+    return write
+
+
+_BIOS_TOOLS = (*raw_disk.BIOS_TOOLS, *TOOLS)
+_EFI_TOOLS = (*raw_disk.EFI_TOOLS, *TOOLS)
+bootable(
+    "qcow2-bios",
+    (".qcow2",),
+    _converted("qcow2", ".qcow2", efi=False, size=SIZED),
+    "raw-bios disk of --size as qcow2 (NAME.qcow2)",
+    tools=_BIOS_TOOLS,
+    files=raw_disk.BIOS_FILES,
+)
+bootable(
+    "qcow2-efi",
+    ("-efi.qcow2",),
+    _converted("qcow2", "-efi.qcow2", efi=True, size=None),
+    "raw-efi disk as qcow2 (NAME-efi.qcow2)",
+    tools=_EFI_TOOLS,
+    files=raw_disk.EFI_FILES,
+)
+bootable(
+    "vmdk",
+    (".vmdk",),
+    _converted("vmdk", ".vmdk", efi=False, size=SIZED),
+    "raw-bios disk of --size as stream-optimised vmdk (NAME.vmdk)",
+    tools=_BIOS_TOOLS,
+    files=raw_disk.BIOS_FILES,
+)
+bootable(
+    "vhd",
+    (".vhd",),
+    _converted("vhd", ".vhd", efi=False, size=SIZED),
+    "raw-bios disk of --size as fixed VHD (NAME.vhd)",
+    tools=_BIOS_TOOLS,
+    files=raw_disk.BIOS_FILES,
+)
+bootable(
+    "dynamic-vhd",
+    (".vhd",),
+    _converted("dynamic-vhd", ".vhd", efi=False, size=DYNAMIC_VHD_SIZE_MIB),
+    "25G raw-bios disk as dynamic VHD (NAME.vhd)",
+    tools=_BIOS_TOOLS,
+    files=raw_disk.BIOS_FILES,
+)

@@ -38,16 +38,27 @@ def source_date_epoch(environ: dict[str, str] | None = None) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class BootFiles:
-    """A system as the boot formats see it: kernel, initrd (RAM root) and command line.
-
-    `rootfs` is the system's root file system as a tar (without ``boot/``), used by the
-    formats whose root lives on the medium (ISO, squashfs, erofs)."""
+    """A system as the boot formats see it: kernel, command line, and its root file system,
+    either as the RAM `initrd` or as the `rootfs` tar (without ``boot/``) for the formats whose
+    root lives on the medium (ISO, squashfs, erofs). Each format gets the one it reads."""
 
     kernel: Path
-    initrd: Path
     cmdline: str
+    initrd: Path | None = None
     rootfs: Path | None = None
     epoch: int = DEFAULT_EPOCH
+
+    def ram_initrd(self) -> Path:
+        """The RAM initrd, for formats that boot it."""
+        if self.initrd is None:
+            raise ValueError("this format boots the RAM initrd, which was not made")
+        return self.initrd
+
+    def root_tar(self) -> Path:
+        """The root file system tar, for formats whose root lives on the medium."""
+        if self.rootfs is None:
+            raise ValueError("this format puts the root file system on the medium: no tar")
+        return self.rootfs
 
     def seed(self) -> bytes:
         """sha256 over every input: the root of all ids derived for this system."""

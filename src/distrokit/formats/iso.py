@@ -1,4 +1,5 @@
-"""ISO images: iso-bios (hybrid ISOLINUX), iso-efi, iso-efi-initrd and kernel+iso's root ISO.
+"""The ISO formats (declared at the end): iso-bios (hybrid ISOLINUX), iso-efi, iso-efi-initrd,
+and kernel+iso (a root file system ISO beside the kernel and the root finder initrd).
 
 xorriso writes them; with ``SOURCE_DATE_EPOCH`` set it fixes the volume dates, the volume UUID
 and the dates of every file, and the staged tree's own mtimes are fixed too, so the output
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from distrokit.formats import efi, fat, rootfinder, staging
+from distrokit.formats.bootable import bootable
 from distrokit.formats.disk import (
     BootFiles,
     atomic_output,
     derive_u32,
     scratch_dir,
 )
+from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 TOOLS = ("xorriso",)
@@ -42,9 +46,7 @@ def with_root(cmdline: str, root: str = ROOT_LABEL) -> str:
     """`cmdline` plus ``root=`` unless it names one. LinuxKit adds root=/dev/sr0; the root
     finder looks the ISO up by its volume id instead, so a hybrid ISO written to a disk (where
     it is /dev/sda or /dev/vda) finds its root too."""
-    if any(arg.startswith("root=") for arg in cmdline.split()):
-        return cmdline
-    return f"{cmdline} root={root}".strip()
+    return rootfinder.with_root(cmdline, root)
 
 
 def isolinux_cfg(cmdline: str) -> bytes:
@@ -95,19 +97,16 @@ def _xorriso(host: Host, root: Path, out: Path, epoch: int, boot_args: list[str]
 
 
 def _root_tree(boot: BootFiles, root: Path) -> None:
-    if boot.rootfs is None:
-        raise ValueError("an ISO with its root on the medium needs the root file system tar")
-    staging.unpack_rootfs(boot.rootfs, root, epoch=boot.epoch)
+    staging.unpack_rootfs(boot.root_tar(), root, epoch=boot.epoch)
 
 
 def write_iso_bios(host: Host, boot: BootFiles, out: Path) -> None:
     """iso-bios: the root file system with ISOLINUX, hybrid (boots as CD or as disk)."""
-    assert boot.rootfs is not None
     cmdline = with_root(boot.cmdline)
     with scratch_dir(out) as scratch, atomic_output(out) as tmp:
         root = scratch / "root"
         _root_tree(boot, root)
-        finder = rootfinder.rootfinder_initrd(boot.rootfs, epoch=boot.epoch)
+        finder = rootfinder.rootfinder_initrd(boot.root_tar(), epoch=boot.epoch)
         for name, source in (
             ("boot/kernel", boot.kernel),
             ("boot/initrd.img", finder),
@@ -129,14 +128,13 @@ def _write_efi_iso(host: Host, boot: BootFiles, out: Path, *, initrd_root: bool)
         root = scratch / "root"
         if initrd_root:
             root.mkdir()
-            initrd, cmdline = boot.initrd, boot.cmdline
+            initrd, cmdline = boot.ram_initrd(), boot.cmdline
             _stage_file(root, "kernel", boot.kernel, boot.epoch)
-            _stage_file(root, "initrd.img", boot.initrd, boot.epoch)
+            _stage_file(root, "initrd.img", initrd, boot.epoch)
         else:
-            assert boot.rootfs is not None
             _root_tree(boot, root)
             initrd, cmdline = scratch / "rootfinder.img", with_root(boot.cmdline)
-            initrd.write_bytes(rootfinder.rootfinder_initrd(boot.rootfs, epoch=boot.epoch))
+            initrd.write_bytes(rootfinder.rootfinder_initrd(boot.root_tar(), epoch=boot.epoch))
         (root / "boot").mkdir(exist_ok=True)
         _efi_image(host, boot, initrd, cmdline, out=root / EFI_IMAGE, scratch=scratch)
         os.utime(root / EFI_IMAGE, (boot.epoch, boot.epoch))
@@ -161,3 +159,66 @@ def write_root_iso(host: Host, boot: BootFiles, out: Path) -> None:
         root = scratch / "root"
         _root_tree(boot, root)
         _xorriso(host, root, tmp, boot.epoch, [])
+
+
+def _iso_bios(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_iso_bios(host, boot, out[".iso"])
+
+
+def _iso_efi(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_iso_efi(host, boot, out["-efi.iso"])
+
+
+def _iso_efi_initrd(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_iso_efi_initrd(host, boot, out["-efi-initrd.iso"])
+
+
+def _kernel_iso(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_root_iso(host, boot, out[".iso"])
+    rootfinder.write_kernel_files(boot, out, root=ROOT_LABEL)
+
+
+_EFI_TOOLS = (*TOOLS, *fat.TOOLS)
+bootable(
+    "iso-bios",
+    (".iso",),
+    _iso_bios,
+    "hybrid ISOLINUX ISO, root file system on the ISO (NAME.iso)",
+    tools=TOOLS,
+    files={**BIOS_FILES, **rootfinder.HOST_FILES},
+    root_on_medium=True,
+)
+bootable(
+    "iso-efi",
+    ("-efi.iso",),
+    _iso_efi,
+    "EFI ISO, root file system on the ISO (NAME-efi.iso)",
+    tools=_EFI_TOOLS,
+    files={**EFI_FILES, **rootfinder.HOST_FILES},
+    root_on_medium=True,
+)
+bootable(
+    "iso-efi-initrd",
+    ("-efi-initrd.iso",),
+    _iso_efi_initrd,
+    "EFI ISO booting kernel+initrd (NAME-efi-initrd.iso)",
+    tools=_EFI_TOOLS,
+    files=EFI_FILES,
+)
+bootable(
+    "kernel+iso",
+    (*rootfinder.KERNEL_SUFFIXES, ".iso"),
+    _kernel_iso,
+    "kernel, root finder initrd, root file system ISO (NAME.iso)",
+    tools=TOOLS,
+    files=rootfinder.HOST_FILES,
+    root_on_medium=True,
+)

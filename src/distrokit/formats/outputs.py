@@ -25,7 +25,8 @@ class Outputs:
         self.directory = directory
         self.name = name
         self.single = single
-        self._open: list[tuple[BinaryIO, Path, Path]] = []
+        # (stream or None for reserved paths, temporary file, final path or Path() for scratch)
+        self._open: list[tuple[BinaryIO | None, Path, Path]] = []
         self.written: list[Path] = []
 
     def path(self, filename: str) -> Path:
@@ -47,6 +48,20 @@ class Outputs:
         stream = os.fdopen(fd, "wb")
         self._open.append((stream, Path(tmp), final))
         return stream
+
+    def reserve(self, filename: str) -> Path:
+        """A path in the target directory for output `filename`, for writers that write a file
+        by name (xorriso, qemu-img...): renamed into place with the other outputs on success,
+        removed on failure. Writing it in place means no copy afterwards."""
+        final = self.path(filename)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        except OSError as err:
+            raise BuildError(f"cannot write output in {final.parent}: {err.strerror}") from err
+        os.close(fd)
+        self._open.append((None, Path(tmp), final))
+        return Path(tmp)
 
     def temp(self, filename: str) -> tuple[BinaryIO, Path]:
         """A scratch file next to the outputs, removed when the build ends."""
@@ -70,7 +85,8 @@ class Outputs:
         try:
             for stream, tmp, final in self._open:
                 # No fsync: rename gives atomicity; forcing 100+ MB to disk would cost seconds.
-                stream.close()
+                if stream is not None:
+                    stream.close()
                 if final == Path():
                     tmp.unlink(missing_ok=True)
                     continue
@@ -87,7 +103,8 @@ class Outputs:
 
     def _abort(self) -> None:
         for stream, tmp, _ in self._open:
-            stream.close()
+            if stream is not None:
+                stream.close()
             tmp.unlink(missing_ok=True)
         self._open.clear()
 

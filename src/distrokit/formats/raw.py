@@ -1,4 +1,5 @@
-"""Raw disk images that boot kernel + initrd from a FAT partition: raw-bios, raw-efi, aws.
+"""Raw disk images that boot kernel + initrd from a FAT partition: the raw-bios, raw-efi and
+aws formats (declared at the end), and the disks convert.py and gcp.py wrap.
 
 raw-bios: an MBR (syslinux's mbr.bin) with one active FAT partition at sector 2048 holding
 syslinux (ldlinux.sys installed by the mtools-based ``syslinux``), syslinux.cfg, the kernel and
@@ -10,10 +11,12 @@ size the disk is just big enough for its contents.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from distrokit.errors import UsageError
 from distrokit.formats import efi, fat, partition
+from distrokit.formats.bootable import bootable
 from distrokit.formats.disk import (
     MIB,
     SECTOR,
@@ -24,6 +27,7 @@ from distrokit.formats.disk import (
     derive_uuid,
     scratch_dir,
 )
+from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 MBR_BIN = Path("/usr/lib/syslinux/mbr/mbr.bin")
@@ -48,7 +52,7 @@ def bios_files(boot: BootFiles) -> dict[str, Path | bytes]:
     return {
         "syslinux.cfg": syslinux_cfg(boot.cmdline),
         "kernel": boot.kernel,
-        "initrd.img": boot.initrd,
+        "initrd.img": boot.ram_initrd(),
     }
 
 
@@ -99,7 +103,7 @@ def write_raw_bios(host: Host, boot: BootFiles, out: Path, size_mib: int | None 
 def write_raw_efi(host: Host, boot: BootFiles, out: Path, size_mib: int | None = None) -> None:
     """A GPT disk whose ESP boots kernel + initrd with systemd-boot (LinuxKit's raw-efi)."""
     seed = boot.seed()
-    files = efi.esp_files(boot.kernel, boot.initrd, boot.cmdline)
+    files = efi.esp_files(boot.kernel, boot.ram_initrd(), boot.cmdline)
     part_size = _part_bytes(files, size_mib, _GPT_TAIL)
     sectors = part_size // SECTOR
     total_sectors = (size_mib * MIB // SECTOR) if size_mib else PART_START + sectors + _GPT_TAIL
@@ -131,3 +135,47 @@ def write_raw_efi(host: Host, boot: BootFiles, out: Path, size_mib: int | None =
             f.seek((total_sectors - _GPT_TAIL) * SECTOR)
             f.write(layout.tail)
         copy_into(tmp, part, PART_START * SECTOR)
+
+
+def _raw_bios(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_raw_bios(host, boot, out["-bios.img"])
+
+
+def _raw_efi(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_raw_efi(host, boot, out["-efi.img"])
+
+
+def _aws(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_raw_bios(host, boot, out[".raw"], s.size_mb)
+
+
+bootable(
+    "raw-bios",
+    ("-bios.img",),
+    _raw_bios,
+    "MBR disk, syslinux, kernel+initrd (NAME-bios.img)",
+    tools=BIOS_TOOLS,
+    files=BIOS_FILES,
+)
+bootable(
+    "raw-efi",
+    ("-efi.img",),
+    _raw_efi,
+    "GPT disk, ESP with systemd-boot (NAME-efi.img)",
+    tools=EFI_TOOLS,
+    files=EFI_FILES,
+)
+bootable(
+    "aws",
+    (".raw",),
+    _aws,
+    "raw-bios disk of --size for AWS (NAME.raw)",
+    tools=BIOS_TOOLS,
+    files=BIOS_FILES,
+)

@@ -2,29 +2,25 @@
 
 The CLI's ``--format`` choices and help text come from this table, and every requested format
 is checked (known, tools present, arch supported, streaming rules) before any work starts.
-Format modules register themselves when imported; `FORMAT_MODULES` lists them (later issues add
-theirs, one per line).
+Each format is declared in the module that writes it (``register(Format(...))``, or
+`distrokit.formats.bootable.bootable` for boot media); the table is filled by importing every
+module of this package, so adding a format is adding one module, and there is no list to edit.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distrokit.errors import ToolMissingError, UsageError
+from distrokit.errors import BuildError, UsageError
 from distrokit.formats.initrd import Compression, SegmentCache
 from distrokit.formats.outputs import Outputs
 from distrokit.host import Host
 from distrokit.system.assemble import System
 
-FORMAT_MODULES: tuple[str, ...] = (
-    "distrokit.formats.tar",
-    "distrokit.formats.kernel_initrd",
-    "distrokit.formats.docker",
-    "distrokit.formats.bootable",
-)
 ALL_ARCHES = ("amd64", "arm64", "riscv64")
 
 
@@ -66,8 +62,9 @@ def register(fmt: Format) -> Format:
 
 
 def _load() -> None:
-    for module in FORMAT_MODULES:
-        importlib.import_module(module)
+    package = __name__.rpartition(".")[0]
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        importlib.import_module(f"{package}.{module.name}")
 
 
 def formats() -> dict[str, Format]:
@@ -99,10 +96,19 @@ def check_request(
         if arch not in fmt.arches:
             raise UsageError(f"format {fmt.name} is not supported for architecture {arch}")
         host.check_tools(fmt.tools)
-        for path, package in fmt.host_files:
-            if not Path(path).is_file():
-                raise ToolMissingError(path, package)
+        check_host_files(fmt)
     return chosen
+
+
+def check_host_files(fmt: Format) -> None:
+    """Fail before any work when a file the format copies from the host (a boot loader from a
+    Debian package) is missing, naming the package."""
+    for path, package in fmt.host_files:
+        if not Path(path).is_file():
+            raise BuildError(
+                f"required file {path} is missing",
+                hint=f"install it with: apt-get install {package}",
+            )
 
 
 def help_text() -> str:

@@ -21,15 +21,21 @@ from __future__ import annotations
 import gzip
 import lzma
 import re
+import shutil
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from distrokit.errors import BuildError
+from distrokit.formats.disk import BootFiles, atomic_output
 
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_PACKAGE = "busybox-static"
+# What the root finder copies from the host, for the formats' host file checks.
+HOST_FILES = {BUSYBOX: BUSYBOX_PACKAGE}
+# The files next to a root image: kernel, command line, root finder initrd.
+KERNEL_SUFFIXES = ("-kernel", "-cmdline", "-initrd.img")
 # Controllers, buses and file systems a root medium may need under QEMU and on common hardware.
 ROOT_MODULES = (
     "virtio_pci",
@@ -298,3 +304,24 @@ def rootfinder_initrd(
     cpio.entry("bin/busybox", 0o100755, BUSYBOX.read_bytes())
     cpio.entry("init", 0o100755, INIT.encode())
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)
+
+
+def with_root(cmdline: str, root: str) -> str:
+    """`cmdline` plus ``root=`` unless it names one already."""
+    if any(arg.startswith("root=") for arg in cmdline.split()):
+        return cmdline
+    return f"{cmdline} root={root}".strip()
+
+
+def write_kernel_files(
+    boot: BootFiles, out: Mapping[str, Path], *, root: str | None = None
+) -> None:
+    """NAME-kernel, NAME-cmdline and NAME-initrd.img (the root finder) for a medium root, at
+    ``out[suffix]`` for each of `KERNEL_SUFFIXES`."""
+    cmdline = boot.cmdline if root is None else with_root(boot.cmdline, root)
+    with atomic_output(out["-kernel"]) as tmp:
+        shutil.copyfile(boot.kernel, tmp)
+    with atomic_output(out["-cmdline"]) as tmp:
+        tmp.write_text(cmdline + "\n")
+    with atomic_output(out["-initrd.img"]) as tmp:
+        tmp.write_bytes(rootfinder_initrd(boot.root_tar(), epoch=boot.epoch))

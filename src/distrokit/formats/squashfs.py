@@ -1,4 +1,5 @@
-"""kernel+squashfs: NAME-kernel, NAME-cmdline, NAME-squashfs.img and the root finder initrd.
+"""The kernel+squashfs format: NAME-kernel, NAME-cmdline, NAME-squashfs.img and the root finder
+initrd.
 
 The squashfs holds the root file system without ``boot/`` (as LinuxKit's mkimage-squashfs) and
 is made reproducible by mksquashfs's ``-reproducible`` with fixed ``-mkfs-time``/``-all-time``.
@@ -9,11 +10,13 @@ squashfs and the disk drivers as modules, NAME-initrd.img is the root finder.
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
-from distrokit.formats import iso, rootfinder, staging
+from distrokit.formats import rootfinder, staging
+from distrokit.formats.bootable import bootable
 from distrokit.formats.disk import BootFiles, atomic_output, scratch_dir
+from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 TOOLS = ("mksquashfs",)
@@ -21,12 +24,10 @@ TOOLS = ("mksquashfs",)
 
 def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
     """The squashfs image of `boot.rootfs` (without ``boot/``) at `out`."""
-    if boot.rootfs is None:
-        raise ValueError("kernel+squashfs needs the root file system tar")
     epoch = str(boot.epoch)
     with scratch_dir(out) as scratch, atomic_output(out) as tmp:
         root = scratch / "root"
-        staging.unpack_rootfs(boot.rootfs, root, epoch=boot.epoch)
+        staging.unpack_rootfs(boot.root_tar(), root, epoch=boot.epoch)
         host.run(
             [
                 *("mksquashfs", root, tmp, "-noappend", "-no-progress", "-quiet"),
@@ -36,20 +37,19 @@ def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
         )
 
 
-def write_kernel_files(boot: BootFiles, prefix: str, *, root: str | None = None) -> None:
-    """NAME-kernel, NAME-cmdline and NAME-initrd.img (the root finder) for a medium root."""
-    if boot.rootfs is None:
-        raise ValueError("a medium root needs the root file system tar")
-    cmdline = boot.cmdline if root is None else iso.with_root(boot.cmdline, root)
-    with atomic_output(Path(f"{prefix}-kernel")) as tmp:
-        shutil.copyfile(boot.kernel, tmp)
-    with atomic_output(Path(f"{prefix}-cmdline")) as tmp:
-        tmp.write_text(cmdline + "\n")
-    with atomic_output(Path(f"{prefix}-initrd.img")) as tmp:
-        tmp.write_bytes(rootfinder.rootfinder_initrd(boot.rootfs, epoch=boot.epoch))
+def _kernel_squashfs(
+    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+) -> None:
+    write_rootfs_image(host, boot, out["-squashfs.img"])
+    rootfinder.write_kernel_files(boot, out)
 
 
-def write_kernel_squashfs(host: Host, boot: BootFiles, prefix: str) -> None:
-    """The whole kernel+squashfs output under `prefix`."""
-    write_rootfs_image(host, boot, Path(f"{prefix}-squashfs.img"))
-    write_kernel_files(boot, prefix)
+bootable(
+    "kernel+squashfs",
+    (*rootfinder.KERNEL_SUFFIXES, "-squashfs.img"),
+    _kernel_squashfs,
+    "kernel, root finder initrd, squashfs root (NAME-squashfs.img)",
+    tools=TOOLS,
+    files=rootfinder.HOST_FILES,
+    root_on_medium=True,
+)

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from distrokit.errors import CacheError
 from distrokit.oci.cache import Cache
+from distrokit.oci.flatten import flatten
 from distrokit.oci.image import (
     CONTAINERD_NAME,
     INDEX_TYPES,
@@ -183,9 +184,6 @@ def _write_docker(tar: tarfile.TarFile, cache: Cache, image: CachedImage, name: 
 
 def _write_filesystem(tar: tarfile.TarFile, cache: Cache, image: CachedImage, name: str) -> None:
     """The image's flattened root filesystem (whiteouts applied), as the build reads it."""
-    # Imported here: only this format needs the build package's layer flattening.
-    from distrokit.system.layers import flatten
-
     layers = image.layers
     for entry in flatten(len(layers), lambda i: image.open_layer(layers[i])):
         tar.addfile(entry.info, entry.data)

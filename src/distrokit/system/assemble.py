@@ -19,20 +19,14 @@ from typing import Literal
 
 from distrokit.config.model import Config, Image, Volume
 from distrokit.errors import BuildError, ConfigError
+from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage
-from distrokit.reference import parse_reference
+from distrokit.reference import expand
 from distrokit.system import kernel as kernel_mod
 from distrokit.system.apk import ApkDatabases, ApkSidecar
-from distrokit.system.container import (
-    LABEL,
-    ContainerSpec,
-    ImageDefaults,
-    allocate_ids,
-    parse_label,
-    resolve_container,
-)
+from distrokit.system.container import ContainerSpec, allocate_ids, container_spec
 from distrokit.system.files import file_entries
-from distrokit.system.layers import flatten, image_entries, prefix_dirs
+from distrokit.system.layers import image_entries, prefix_dirs
 from distrokit.system.ocispec import config_json, dumps, rootfs_mounts, runtime_json
 from distrokit.tarstream import Entry, Origin, directory, generated_mtime, regular
 
@@ -74,11 +68,6 @@ class System:
     cmdline: str
 
 
-def source_name(ref: str) -> str:
-    """The image reference as LinuxKit writes it in PAX records (fully expanded)."""
-    return str(parse_reference(ref))
-
-
 def _flat(image: CachedImage) -> Iterator[Entry]:
     return flatten(len(image.layers), lambda i: image.open_layer(image.layers[i]))
 
@@ -103,7 +92,7 @@ def _image_part(
     resolv_symlink: bool,
     messages: tuple[str, ...] = (),
 ) -> Part:
-    origin = Origin(source_name(ref), location)
+    origin = Origin(expand(ref), location)
 
     def entries() -> Iterator[Entry]:
         yield from prefix_dirs(prefix, origin)
@@ -130,7 +119,7 @@ def _kernel_parts(
         if cached_dir is not None:
             _save_kernel(found, cached_dir)
     parts_found = found
-    origin = Origin(source_name(k.image), "kernel")
+    origin = Origin(expand(k.image), "kernel")
     cmdline = k.cmdline or ""
 
     def boot() -> Iterator[Entry]:
@@ -147,7 +136,7 @@ def _kernel_parts(
                 entry.info.size = f.size
                 yield Entry(entry.info, stream)
 
-    out = [Part("boot", "kernel", boot, None, (f"Extract kernel image: {source_name(k.image)}",))]
+    out = [Part("boot", "kernel", boot, None, (f"Extract kernel image: {expand(k.image)}",))]
     tar = kernel_mod.tar_name(k.tar)
     if tar is not None:
         out.append(
@@ -188,7 +177,7 @@ def _init_parts(config: Config, images: Mapping[str, CachedImage]) -> list[Part]
             "",
             f"init[{i}]",
             resolv_symlink=True,
-            messages=(*head, f"Process init image: {source_name(ref)}"),
+            messages=(*head, f"Process init image: {expand(ref)}"),
         )
         parts.append(
             replace(
@@ -235,7 +224,7 @@ def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[
                 messages=message,
             )
         )
-        origin = Origin(source_name(vol.image), location)
+        origin = Origin(expand(vol.image), location)
     else:
         origin = Origin(VOLUMES_SOURCE, location)
     empty = vol.image is None
@@ -248,19 +237,6 @@ def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[
 
     parts.append(Part("generated", location, rest, None, () if parts else message))
     return parts
-
-
-def container_spec(
-    entry: Image, image: CachedImage, ids: Mapping[str, int], volumes: Mapping[str, Volume]
-) -> ContainerSpec:
-    """Resolve one container: YAML entry + image label + image config."""
-    cfg = image.config
-    label_text = cfg.labels.get(LABEL)
-    label = parse_label(label_text, source_name(entry.image)) if label_text else None
-    defaults = ImageDefaults(
-        entrypoint=cfg.entrypoint or (), cmd=cfg.cmd or (), env=cfg.env, working_dir=cfg.working_dir
-    )
-    return resolve_container(entry, label, defaults, ids, volumes)
 
 
 def _bundle_dir(section: str, index: int, name: str) -> str:
@@ -282,9 +258,9 @@ def _container_parts(
     runtime.json."""
     location = f"{section}[{index}]"
     bundle = _bundle_dir(section, index, entry.name)
-    origin = Origin(source_name(entry.image), location)
+    origin = Origin(expand(entry.image), location)
     message = (f"  Create OCI config for {entry.image}",)
-    ref = source_name(entry.image)
+    ref = expand(entry.image)
     parts: list[Part] = []
     first = ref not in unpacked
     if first:
@@ -316,8 +292,9 @@ def _container_parts(
     return parts
 
 
-def _all_containers(config: Config, images: Mapping[str, CachedImage]) -> list[Part]:
-    ids = allocate_ids(config)
+def _all_containers(
+    config: Config, images: Mapping[str, CachedImage], ids: Mapping[str, int]
+) -> list[Part]:
     volumes = {v.name: v for v in config.volumes}
     unpacked: dict[str, str] = {}
     parts: list[Part] = []
@@ -340,8 +317,7 @@ def _all_containers(config: Config, images: Mapping[str, CachedImage]) -> list[P
     return parts
 
 
-def _files_part(config: Config) -> Part:
-    ids = allocate_ids(config)
+def _files_part(config: Config, ids: Mapping[str, int]) -> Part:
     names = tuple(f"  {f.path.lstrip('/')}" for f in config.files)
     return Part(
         "generated", "files", lambda: file_entries(config, ids), None, ("Add files:", *names)
@@ -370,12 +346,13 @@ def assemble(
     resolved here, so bad labels fail before any output is written.
     """
     kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store)
+    ids = allocate_ids(config)  # one uid/gid per container, shared by containers and files
     parts = [
         *kernel_parts,
         *_init_parts(config, images),
         *_volume_parts(config, images),
-        *_all_containers(config, images),
-        _files_part(config),
+        *_all_containers(config, images, ids),
+        _files_part(config, ids),
     ]
     return System(tuple(parts), kernel, config.kernel.cmdline or "")
 

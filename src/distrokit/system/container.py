@@ -5,8 +5,9 @@ Pure, typed functions implementing LinuxKit's precedence rules (reference sectio
 ``capabilities`` from the YAML, else the label's plus ``capabilities.add``; ``binds`` likewise
 with ``binds.add``; every other field from the YAML if set (an explicit empty value clears the
 label's), else the label, else the default. The result, `ContainerSpec`, holds resolved values
-only; turning it into ``config.json``/``runtime.json`` (default mounts, sorting, JSON) belongs to
-the build layer.
+only. `container_spec` is the one entry point of the assembly: YAML entry + cached image in,
+`ContainerSpec` out. Turning it into ``config.json``/``runtime.json`` (default mounts, sorting,
+JSON) is `distrokit.system.ocispec`, and nothing else resolves containers.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ from distrokit.config.rules import (
     resolve_id,
     volume_merged_dir,
 )
+from distrokit.config.schema import parse_image_config
 from distrokit.errors import ConfigError
+from distrokit.oci.image import CachedImage
+from distrokit.reference import expand
 
 T = TypeVar("T")
 
@@ -148,8 +152,6 @@ def parse_label(text: str, where: str) -> ImageConfig:
 
     `where` names the image in error messages. Raises `ConfigError` with every problem.
     """
-    from distrokit.config.schema import parse_image_config
-
     return parse_image_config(text, f"{where} ({LABEL} label)")
 
 
@@ -441,3 +443,16 @@ def resolve_container(
     if r.problems:
         raise ConfigError(r.problems)
     return spec
+
+
+def container_spec(
+    entry: Image, image: CachedImage, ids: Mapping[str, int], volumes: Mapping[str, Volume]
+) -> ContainerSpec:
+    """Resolve one container: YAML `entry` + the image's label + the image's own config."""
+    cfg = image.config
+    label_text = cfg.labels.get(LABEL)
+    label = parse_label(label_text, expand(entry.image)) if label_text else None
+    defaults = ImageDefaults(
+        entrypoint=cfg.entrypoint or (), cmd=cfg.cmd or (), env=cfg.env, working_dir=cfg.working_dir
+    )
+    return resolve_container(entry, label, defaults, ids, volumes)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO
 
 from distrokit.errors import BuildError
+from distrokit.oci.flatten import READ_BUFSIZE, clean_name, flatten
 from distrokit.oci.image import CachedImage
-from distrokit.system.layers import READ_BUFSIZE, clean_name, flatten
 from distrokit.tarstream import Entry, Origin, set_origin
 
 DEFAULT_BINARY = "kernel"

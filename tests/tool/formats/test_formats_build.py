@@ -16,7 +16,7 @@ from distrokit.formats import bootable, registry
 from distrokit.formats.disk import BootFiles, file_sha256
 from distrokit.host import Host
 
-FORMATS = sorted(bootable.SPECS)
+FORMATS = sorted(bootable.bootable_formats())
 
 
 @pytest.fixture(scope="module")

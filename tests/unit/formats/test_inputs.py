@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,10 +76,13 @@ def test_vhd_checksum_matches_definition() -> None:
 
 def test_missing_boot_loader_file_names_its_package(tmp_path: Path) -> None:
     from distrokit.errors import BuildError
-    from distrokit.formats.bootable import check_files
+    from distrokit.formats.registry import check_host_files, get
 
-    check_files({efi.SYSTEMD_BOOT: efi.SYSTEMD_BOOT_PACKAGE})
+    check_host_files(get("raw-efi"))
+    missing = replace(
+        get("raw-efi"), host_files=((str(tmp_path / "BOOTX64.EFI"), efi.SYSTEMD_BOOT_PACKAGE),)
+    )
     with pytest.raises(BuildError) as err:
-        check_files({tmp_path / "BOOTX64.EFI": "systemd-boot-efi"})
+        check_host_files(missing)
     assert "BOOTX64.EFI" in str(err.value)
     assert err.value.hint == "install it with: apt-get install systemd-boot-efi"

@@ -1,24 +1,42 @@
-"""Disk outputs keep their holes when copied into place: a 1 GiB disk is mostly holes."""
+"""Disk outputs are written in place and renamed, never copied: a 1 GiB disk that is mostly
+holes stays mostly holes, and its bytes are written once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from distrokit.formats.bootable import _stream
+import pytest
+
+from distrokit.formats.outputs import Outputs
 
 MIB = 1024 * 1024
 
 
-def test_stream_copies_data_and_keeps_holes(tmp_path: Path) -> None:
-    src = tmp_path / "disk.raw"
-    with src.open("wb") as f:
+def _sparse(path: Path) -> None:
+    with path.open("r+b") as f:
         f.write(b"boot" * 128)
         f.seek(32 * MIB)
         f.write(b"middle")
         f.truncate(64 * MIB)
-    out_path = tmp_path / "out.raw"
-    with out_path.open("wb") as out:
-        _stream(src, out)
-    assert out_path.read_bytes() == src.read_bytes()
+
+
+def test_reserved_output_is_renamed_into_place_not_copied(tmp_path: Path) -> None:
+    with Outputs(tmp_path, "sys") as outputs:
+        reserved = outputs.reserve("sys.raw")
+        assert reserved.parent == tmp_path and reserved.name != "sys.raw"
+        _sparse(reserved)
+        inode = reserved.stat().st_ino
+    final = tmp_path / "sys.raw"
+    assert outputs.written == [final] and not reserved.exists()
+    assert final.stat().st_ino == inode  # the same file: renamed, not copied
+    assert final.stat().st_size == 64 * MIB
     # Written as data, 64 MiB would take 64 MiB; the two data blocks take a few KiB.
-    assert out_path.stat().st_blocks * 512 < 1 * MIB
+    assert final.stat().st_blocks * 512 < 1 * MIB
+    assert oct(final.stat().st_mode & 0o777) != "0o600"  # mkstemp's mode is not kept
+
+
+def test_reserved_output_is_removed_when_the_build_fails(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), Outputs(tmp_path, "sys") as outputs:
+        _sparse(outputs.reserve("sys.raw"))
+        raise RuntimeError("writer failed")
+    assert list(tmp_path.iterdir()) == []

@@ -11,8 +11,9 @@ from buildfix import MTIME, PLATFORM, F, Images, new_images
 
 from distrokit.errors import CacheError
 from distrokit.oci.cache import Cache
+from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage, ImageConfigBlob
-from distrokit.system.layers import HOSTS, NO_RESOLV, flatten, image_entries
+from distrokit.system.layers import HOSTS, NO_RESOLV, image_entries
 from distrokit.tarstream import Entry, Origin, TarWriter
 
 
