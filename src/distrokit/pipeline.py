@@ -6,16 +6,16 @@ image is pulled or any file written; outputs appear only when every format succe
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from distrokit.config.model import Config
+from distrokit.env import user_cache_dir
 from distrokit.formats.initrd import Compression, SegmentCache
 from distrokit.formats.outputs import Outputs
-from distrokit.formats.registry import BuildSettings, check_request
+from distrokit.formats.registry import BuildSettings, Format, check_request
 from distrokit.host import Host
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import Platform
@@ -25,8 +25,7 @@ from distrokit.system.assemble import assemble, image_refs
 
 def default_build_cache() -> Path:
     """Where reusable build products live: ``$XDG_CACHE_HOME/distrokit/build``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "distrokit" / "build"
+    return user_cache_dir("build")
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,15 @@ class BuildRequest:
     size_mb: int = 1024
 
 
+@dataclass(frozen=True)
+class Built:
+    """What a build made: the formats (checked once, in request order) and the files written
+    (none for stdout)."""
+
+    formats: tuple[Format, ...]
+    written: tuple[Path, ...]
+
+
 def build(
     config: Config,
     cache: Cache,
@@ -52,8 +60,9 @@ def build(
     pull_options: PullOptions | None = None,
     host: Host | None = None,
     progress: Callable[[str], None] | None = None,
-) -> list[Path]:
-    """Build `request.formats` for `config`; returns the files written (none for stdout)."""
+) -> Built:
+    """Build `request.formats` for `config`. Every format is checked (known, tools, arch,
+    streaming rules) here, once, before any image is pulled."""
     host = host or Host()
     chosen = check_request(
         request.formats,
@@ -82,4 +91,4 @@ def build(
                 fmt.build(system, outputs, settings)
     if segments is not None:
         segments.prune()
-    return outputs.written
+    return Built(tuple(chosen), tuple(outputs.written))

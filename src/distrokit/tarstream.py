@@ -14,11 +14,12 @@ headers were not worth trying.
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, BinaryIO
+
+from distrokit.env import source_date_epoch
 
 # LinuxKit's fixed timestamp for entries it generates: 2017-04-18T16:30:00Z.
 DEFAULT_MTIME = 1492533000
@@ -29,8 +30,7 @@ COPY_BUFSIZE = 1 << 20
 
 def generated_mtime() -> int:
     """mtime of generated entries: ``SOURCE_DATE_EPOCH`` if set, else LinuxKit's fixed time."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    return int(value) if value.isdigit() else DEFAULT_MTIME
+    return source_date_epoch(DEFAULT_MTIME)
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,7 @@ def run_build(
         compression=compression or Compression(),
         build_cache=build_cache,
     )
-    return build(config, images.cache, request)
+    return list(build(config, images.cache, request).written)
 
 
 def members(path: Path) -> list[tarfile.TarInfo]:

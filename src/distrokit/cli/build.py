@@ -1,7 +1,8 @@
 """``distrokit build``: LinuxKit's build command line (every flag), ``--dry-run`` and the build.
 
-Flags that only depend on each other are checked here, with LinuxKit's messages; format names
-are checked against the format registry in `_build`.
+Flags that only depend on each other are checked here, before any YAML is read, with LinuxKit's
+messages; each flag is parsed once. Format names, tools and streaming rules are checked once,
+by the pipeline, before any image is pulled.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from distrokit.arch import oci_arch
 from distrokit.cli.validate import load_inputs, report_problems
 from distrokit.config.dump import dump_yaml
 from distrokit.config.model import Config
 from distrokit.errors import ConfigError, UsageError
 from distrokit.formats import registry
+from distrokit.formats.disk import parse_size_mib
 from distrokit.formats.initrd import Compression
 from distrokit.oci.cache import Cache, default_cache_dir
 from distrokit.oci.image import Platform, host_platform
@@ -66,9 +69,6 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UsageError("cannot use --input-tar and --pull together")
     if args.input_tar and args.output and Path(args.input_tar) == Path(args.output):
         raise UsageError("input-tar and output file cannot be the same")
-    size = args.size.upper()
-    if not size.rstrip("MG").isdigit():
-        raise UsageError(f"invalid --size {args.size}", hint="a number with M or G, e.g. 1024M")
 
 
 def check_formats(args: argparse.Namespace, formats: tuple[str, ...]) -> None:
@@ -79,9 +79,9 @@ def check_formats(args: argparse.Namespace, formats: tuple[str, ...]) -> None:
         )
 
 
-def _build(args: argparse.Namespace, config: Config) -> int:
+def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Platform) -> int:
     """Build the requested outputs (provided by the build layer)."""
-    request, formats = _build_request(args, config)
+    request = _build_request(args, config, size_mb, platform)
     cache = Cache(Path(args.cache).expanduser() if args.cache else default_cache_dir())
     options = PullOptions(
         always=args.pull,
@@ -89,9 +89,9 @@ def _build(args: argparse.Namespace, config: Config) -> int:
         cert_files=tuple(Path(c) for c in args.cert_file),
     )
     with _terminate_as_interrupt():
-        build(config, cache, request, pull_options=options, progress=_log.info)
+        built = build(config, cache, request, pull_options=options, progress=_log.info)
     _log.info("Create outputs:")
-    for fmt in formats:
+    for fmt in built.formats:
         _log.info("  %s", " ".join(fmt.files(request.name)))
     return 0
 
@@ -100,19 +100,14 @@ _log = logging.getLogger("distrokit.cli.build")
 
 
 def _build_request(
-    args: argparse.Namespace, config: Config
-) -> tuple[BuildRequest, list[registry.Format]]:
+    args: argparse.Namespace, config: Config, size_mb: int, platform: Platform
+) -> BuildRequest:
     if args.input_tar:
         raise UsageError("--input-tar is not supported yet", hint="build without it")
     if args.decompress_kernel:
         raise UsageError("--decompress-kernel is not supported yet", hint="build without it")
-    names = requested_formats(args, config)
-    chosen = [registry.get(name) for name in names]
-    platform = Platform("linux", args.arch) if args.arch else host_platform()
-    size = args.size.upper()
-    size_mb = int(size.rstrip("MG") or 0) * (1 if size.endswith("M") else 1024)
-    request = BuildRequest(
-        formats=names,
+    return BuildRequest(
+        formats=requested_formats(args, config),
         name=output_name(args),
         directory=Path(args.dir or "."),
         single_output=args.output,
@@ -121,7 +116,6 @@ def _build_request(
         build_cache=default_build_cache(),
         size_mb=size_mb,
     )
-    return request, chosen
 
 
 def _env_mirrors() -> list[str]:
@@ -149,6 +143,8 @@ def _terminate_as_interrupt() -> Iterator[None]:
 
 def _run(args: argparse.Namespace) -> int:
     check_flags(args)
+    size_mb = parse_size_mib(args.size)
+    platform = Platform("linux", oci_arch(args.arch)) if args.arch else host_platform()
     try:
         config = load_inputs(args.files)
     except ConfigError as err:
@@ -157,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         sys.stdout.write(dump_yaml(config))
         return 0
-    return _build(args, config)
+    return _build(args, config, size_mb, platform)
 
 
 def _add_flags(parser: argparse.ArgumentParser) -> None:
@@ -183,7 +179,10 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
     add("--pull", action="store_true", help="always fetch images from the registry")
     add("--docker", action="store_true", help="accepted for compatibility; there is no daemon")
     add("--decompress-kernel", action="store_true", help="store the kernel uncompressed")
-    add("--arch", help="target architecture (default: this machine's)")
+    add(
+        "--arch",
+        help="target architecture, amd64/x86_64 or arm64/aarch64 (default: this machine's)",
+    )
     add("--cache", help="image cache directory")
     add("--input-tar", metavar="TAR", help="reuse unchanged parts of a previous tar build")
     add("--no-sbom", action="store_true", help="do not add an SBOM")

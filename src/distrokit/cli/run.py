@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from distrokit.arch import kernel_arch
 from distrokit.cli import _Parser
 from distrokit.errors import UsageError
 from distrokit.host import Host
-from distrokit.runners import RUNNERS, default_runner
+from distrokit.runners import RUNNERS, default_runner, get_runner
 from distrokit.runners.config import (
     BootMode,
     RunConfig,
@@ -55,7 +56,9 @@ def register(subparsers: Any) -> None:
         parser.__class__ = _RunParser
     backends = parser.add_subparsers(dest="backend", metavar="BACKEND", parser_class=_Parser)
     for runner in RUNNERS.values():
-        _FLAGS[runner.name](backends.add_parser(runner.name, help=runner.summary))
+        sub = backends.add_parser(runner.name, help=runner.summary)
+        _FLAGS[runner.name](sub)
+        sub.set_defaults(func=_run, runner=runner.name)
     parser.set_defaults(func=lambda _args: _usage(parser))
 
 
@@ -90,7 +93,12 @@ def _add_qemu(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detach", action="store_true", help="run in the background (pid in state)")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     p.add_argument("--qemu", help="QEMU binary (default qemu-system-ARCH)")
-    p.add_argument("--arch", choices=ARCHES, default=None, help="guest architecture")
+    p.add_argument(
+        "--arch",
+        type=_guest_arch,
+        default=None,
+        help=f"guest architecture: {', '.join(ARCHES)} (amd64 and arm64 are accepted too)",
+    )
     p.add_argument("--append", action="append", default=[], help="extra kernel command line")
     p.add_argument("--console", default="stdio", metavar="stdio|file:PATH|none")
     p.add_argument("--machine", choices=MACHINES, default="auto")
@@ -105,11 +113,18 @@ def _add_qemu(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--kernel", action="store_true", help="force a kernel+initrd boot")
     mode.add_argument("--squashfs", action="store_true", help="force a kernel+squashfs boot")
     mode.add_argument("--iso", action="store_true", help="force an ISO boot")
-    p.set_defaults(func=run_qemu)
 
 
 # The flags of each runner's sub-command, by runner name.
 _FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"qemu": _add_qemu}
+
+
+def _guest_arch(text: str) -> str:
+    """``--arch`` in QEMU's spelling, whichever spelling was typed."""
+    try:
+        return kernel_arch(text)
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(err.message) from err
 
 
 def _forced_mode(args: argparse.Namespace) -> BootMode | None:
@@ -159,12 +174,17 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def run_qemu(args: argparse.Namespace) -> int:
-    """``distrokit run qemu``: boot, stream the console, return how the guest ended."""
-    run = config_from_args(args)
-    runner = RUNNERS["qemu"]
+def _run(args: argparse.Namespace) -> int:
+    """``distrokit run BACKEND``: the backend from the runner registry boots the system,
+    streams the console, and returns how the guest ended."""
+    runner = get_runner(args.runner)
+    run = _CONFIGS[runner.name](args)
     host = Host(debug=args.debug)
     host.check_tools(runner.tools)
     # QEMU inherits the terminal: the console streams straight to it, keystrokes reach the
     # guest, and Ctrl-C (SIGINT to the foreground group) stops QEMU and us together.
     return int(runner.load().run_vm(host, run))
+
+
+# How each runner's parsed command line becomes the config its run_vm takes, by runner name.
+_CONFIGS: dict[str, Callable[[argparse.Namespace], RunConfig]] = {"qemu": config_from_args}

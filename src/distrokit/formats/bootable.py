@@ -17,8 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from distrokit.env import source_date_epoch
 from distrokit.errors import BuildError
-from distrokit.formats.disk import BootFiles, source_date_epoch
+from distrokit.formats.disk import BootFiles
 from distrokit.formats.kernel_initrd import write_initrd
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import (

@@ -17,23 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from distrokit.env import LINUXKIT_EPOCH
 from distrokit.errors import UsageError
 
-# LinuxKit's fixed mtime for generated entries: 2017-04-18T16:30:00Z.
-DEFAULT_EPOCH = 1492533000
+DEFAULT_EPOCH = LINUXKIT_EPOCH
 SECTOR = 512
 MIB = 1 << 20
 _CHUNK = 1 << 20
-
-
-def source_date_epoch(environ: dict[str, str] | None = None) -> int:
-    """``SOURCE_DATE_EPOCH`` from the environment, else LinuxKit's fixed date."""
-    value = (environ if environ is not None else dict(os.environ)).get("SOURCE_DATE_EPOCH")
-    if not value:
-        return DEFAULT_EPOCH
-    if not value.isdigit():
-        raise UsageError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds")
-    return int(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,7 +95,7 @@ def parse_size_mib(text: str) -> int:
     """LinuxKit's ``--size``: ``NM`` is MiB, ``NG`` and a bare ``N`` are GiB. Returns MiB."""
     match = _SIZE.match(text.strip().upper())
     if match is None or int(match.group(1)) == 0:
-        raise UsageError(f"invalid --size {text!r}", hint="a number with M or G, e.g. 1024M")
+        raise UsageError(f"invalid --size {text}", hint="a number with M or G, e.g. 1024M")
     number = int(match.group(1))
     return number if match.group(2) == "M" else number * 1024
 

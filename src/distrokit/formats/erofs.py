@@ -17,6 +17,7 @@ from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 TOOLS = ("mkfs.erofs",)
+IMAGE_SUFFIX = "-erofs.img"
 
 
 def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
@@ -34,13 +35,13 @@ def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
 def _kernel_erofs(
     host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
 ) -> None:
-    write_rootfs_image(host, boot, out["-erofs.img"])
+    write_rootfs_image(host, boot, out[IMAGE_SUFFIX])
     rootfinder.write_kernel_files(boot, out)
 
 
 bootable(
     "kernel+erofs",
-    (*rootfinder.KERNEL_SUFFIXES, "-erofs.img"),
+    (*rootfinder.KERNEL_SUFFIXES, IMAGE_SUFFIX),
     _kernel_erofs,
     "kernel, root finder initrd, erofs root (NAME-erofs.img)",
     tools=TOOLS,

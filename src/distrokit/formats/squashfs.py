@@ -20,6 +20,7 @@ from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 TOOLS = ("mksquashfs",)
+IMAGE_SUFFIX = "-squashfs.img"
 
 
 def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
@@ -40,13 +41,13 @@ def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
 def _kernel_squashfs(
     host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
 ) -> None:
-    write_rootfs_image(host, boot, out["-squashfs.img"])
+    write_rootfs_image(host, boot, out[IMAGE_SUFFIX])
     rootfinder.write_kernel_files(boot, out)
 
 
 bootable(
     "kernel+squashfs",
-    (*rootfinder.KERNEL_SUFFIXES, "-squashfs.img"),
+    (*rootfinder.KERNEL_SUFFIXES, IMAGE_SUFFIX),
     _kernel_squashfs,
     "kernel, root finder initrd, squashfs root (NAME-squashfs.img)",
     tools=TOOLS,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from distrokit.env import user_cache_dir
 from distrokit.errors import CommandError, PackageError
 from distrokit.host import Host
 
@@ -46,8 +46,7 @@ class DebInfo:
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/distrokit/debs`` (``~/.cache/distrokit/debs``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "distrokit" / "debs"
+    return user_cache_dir("debs")
 
 
 def _fields(text: str) -> dict[str, str]:

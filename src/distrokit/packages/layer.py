@@ -8,7 +8,6 @@ File contents are streamed from disk, never held whole in memory.
 from __future__ import annotations
 
 import io
-import os
 import posixpath
 import stat
 import tarfile
@@ -20,15 +19,6 @@ from typing import IO, Literal
 from distrokit.errors import PackageError
 
 EntryKind = Literal["file", "dir", "symlink"]
-
-
-def source_date_epoch() -> int:
-    """The fixed mtime for generated entries: $SOURCE_DATE_EPOCH, or 0."""
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        return int(value)
-    except ValueError as err:
-        raise PackageError(f"SOURCE_DATE_EPOCH='{value}' is not an integer") from err
 
 
 @dataclass(frozen=True, kw_only=True)

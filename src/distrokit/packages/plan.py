@@ -15,10 +15,11 @@ import posixpath
 import shutil
 from pathlib import Path
 
+from distrokit.env import source_date_epoch
 from distrokit.errors import PackageError
 from distrokit.packages.buildyml import ArchiveSpec, ConcatSpec, DebianSpec, PathSpec
 from distrokit.packages.elf import library_closure
-from distrokit.packages.layer import Entry, entry_from_disk, source_date_epoch, write_tar
+from distrokit.packages.layer import Entry, entry_from_disk, write_tar
 from distrokit.packages.tag import PackageInfo
 
 Plan = dict[str, Entry]
@@ -39,7 +40,7 @@ def plan_debian_image(
         plan[path] = entry_from_disk(staging / path.lstrip("/"))
     for path_spec in spec.paths:
         _add_paths(plan, staging, path_spec)
-    mtime = source_date_epoch()
+    mtime = source_date_epoch(default=0)  # package layers: the epoch, as image builders do
     for index, archive in enumerate(spec.archives):
         tar_path = work / f"archive-{index}.tar"
         _write_archive(staging, archive, tar_path, mtime)

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from distrokit.env import user_cache_dir
 from distrokit.host import Host
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,7 @@ class AccelAnswer:
 
 def cache_dir() -> Path:
     """distrokit's cache directory (``$XDG_CACHE_HOME/distrokit``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "distrokit"
+    return user_cache_dir()
 
 
 def tsc_khz() -> int | None:

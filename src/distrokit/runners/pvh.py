@@ -13,7 +13,6 @@ kilobytes of a ~60 MB file and needs no untyped dependency.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import lzma
 import os
@@ -27,6 +26,7 @@ from typing import BinaryIO, Protocol
 import zstandard
 
 from distrokit.errors import RunError
+from distrokit.formats.disk import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,6 @@ def pvh_entry(elf: Path) -> int | None:
     return None
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def pvh_kernel(kernel: Path, cache_dir: Path) -> Path | None:
     """An ELF kernel with a PVH entry for `kernel`, extracted once and cached; None if the
     kernel cannot boot via PVH. An ELF `kernel` with the note is returned as is."""
@@ -146,7 +137,7 @@ def pvh_kernel(kernel: Path, cache_dir: Path) -> Path | None:
         return kernel
     if not is_bzimage(kernel):
         return None
-    digest = sha256_file(kernel)
+    digest = file_sha256(kernel).hex()
     elf = cache_dir / f"{digest}.vmlinux"
     negative = cache_dir / f"{digest}.no-pvh"
     if elf.is_file():

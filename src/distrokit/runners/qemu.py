@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
+from distrokit.arch import kernel_arch
 from distrokit.errors import RunError, UsageError
 from distrokit.host import Host
 from distrokit.runners import accel as accel_mod
@@ -51,12 +52,13 @@ class HostFacts:
     tsc_khz: int | None = None
     pvh_kernel: Path | None = None
     mac: str | None = None
+    # The machine `check` chose in `prepare`; None lets `qemu_argv` check the run itself.
+    machine: str | None = None
 
 
 def host_arch() -> str:
     """The host architecture in QEMU's spelling."""
-    machine = platform.machine()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return kernel_arch(platform.machine())
 
 
 def qemu_binary(run: RunConfig) -> str:
@@ -233,7 +235,7 @@ def check(run: RunConfig) -> str:
 
 def qemu_argv(run: RunConfig, facts: HostFacts) -> list[str]:
     """The complete QEMU command line for `run` on a host described by `facts` (pure)."""
-    machine = check(run)
+    machine = facts.machine or check(run)
     use_pvh = (
         run.pvh
         and facts.pvh_kernel is not None
@@ -254,7 +256,7 @@ def qemu_argv(run: RunConfig, facts: HostFacts) -> list[str]:
 def prepare(host: Host, run: RunConfig) -> tuple[RunConfig, HostFacts]:
     """Do the side effects a run needs (state dir, MAC, disks, metadata CD, OVMF variables,
     PVH kernel extraction, accelerator choice) and return the resolved config and facts."""
-    check(run)
+    machine = check(run)
     qemu = qemu_binary(run)
     host.check_tools([qemu])
     state_dir = state.ensure_state_dir(run.state_dir)
@@ -289,6 +291,7 @@ def prepare(host: Host, run: RunConfig) -> tuple[RunConfig, HostFacts]:
         tsc_khz=accel_mod.tsc_khz(),
         pvh_kernel=pvh_kernel,
         mac=mac,
+        machine=machine,
     )
     return replace(run, disks=disks), facts
 

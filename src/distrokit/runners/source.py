@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from distrokit.errors import UsageError
+from distrokit.formats import erofs, squashfs
 from distrokit.runners.config import BootMode, BootSource
 
 # (offset, magic, qemu format). VHD "fixed" images carry their footer only at the end.
@@ -64,8 +65,9 @@ def _read_cmdline(prefix: str) -> str:
     return path.read_text().strip() if path.is_file() else ""
 
 
-# Root images next to NAME-kernel, in the order they are looked for.
-ROOT_IMAGES = ("-squashfs.img", "-erofs.img")
+# Root images next to NAME-kernel, in the order they are looked for: the names the formats
+# that write them give them.
+ROOT_IMAGES = (squashfs.IMAGE_SUFFIX, erofs.IMAGE_SUFFIX)
 
 
 def _root_image(prefix: str) -> Path | None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from distrokit.env import source_date_epoch
 from distrokit.errors import UsageError
 from distrokit.formats import convert, efi, iso, raw
 from distrokit.formats.disk import (
@@ -16,7 +17,6 @@ from distrokit.formats.disk import (
     derive_u32,
     derive_uuid,
     parse_size_mib,
-    source_date_epoch,
 )
 
 
@@ -49,10 +49,10 @@ def test_bad_size(text: str) -> None:
 
 
 def test_source_date_epoch() -> None:
-    assert source_date_epoch({}) == DEFAULT_EPOCH == 1492533000
-    assert source_date_epoch({"SOURCE_DATE_EPOCH": "42"}) == 42
+    assert source_date_epoch(environ={}) == DEFAULT_EPOCH == 1492533000
+    assert source_date_epoch(environ={"SOURCE_DATE_EPOCH": "42"}) == 42
     with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH"):
-        source_date_epoch({"SOURCE_DATE_EPOCH": "soon"})
+        source_date_epoch(environ={"SOURCE_DATE_EPOCH": "soon"})
 
 
 def test_iso_root_added_only_when_missing() -> None:

@@ -12,6 +12,7 @@ import pytest
 import zstandard
 
 from distrokit.errors import RunError
+from distrokit.formats.disk import file_sha256
 from distrokit.runners import pvh
 
 
@@ -61,7 +62,7 @@ def test_extract_and_cache(tmp_path: Path, name: str) -> None:
     cache = tmp_path / "cache"
     out = pvh.pvh_kernel(kernel, cache)
     assert out is not None and out.read_bytes() == elf
-    assert out.name == f"{pvh.sha256_file(kernel)}.vmlinux"
+    assert out.name == f"{file_sha256(kernel).hex()}.vmlinux"
     assert pvh.pvh_entry(out) == 0x1000850
     out.write_bytes(elf + b"cached")  # a second call uses the cache, not the bzImage
     assert pvh.pvh_kernel(kernel, cache) == out
