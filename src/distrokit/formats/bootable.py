@@ -38,6 +38,17 @@ from distrokit.tarstream import TarWriter
 Writer = Callable[[Host, BootFiles, Mapping[str, Path], Path, BuildSettings], None]
 
 
+def one_file(write: Callable[[Host, BootFiles, Path], None], suffix: str) -> Writer:
+    """The writer of a format with one output, from a ``write(host, boot, out)`` function."""
+
+    def writer(
+        host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+    ) -> None:
+        write(host, boot, out[suffix])
+
+    return writer
+
+
 @dataclass(frozen=True)
 class _Bootable:
     format: Format

@@ -126,45 +126,18 @@ def _converted(kind: str, suffix: str, *, efi: bool, size: int | None) -> Writer
     return write
 
 
-_BIOS_TOOLS = (*raw_disk.BIOS_TOOLS, *TOOLS)
-_EFI_TOOLS = (*raw_disk.EFI_TOOLS, *TOOLS)
-bootable(
-    "qcow2-bios",
-    (".qcow2",),
-    _converted("qcow2", ".qcow2", efi=False, size=SIZED),
-    "raw-bios disk of --size as qcow2 (NAME.qcow2)",
-    tools=_BIOS_TOOLS,
-    files=raw_disk.BIOS_FILES,
-)
-bootable(
-    "qcow2-efi",
-    ("-efi.qcow2",),
-    _converted("qcow2", "-efi.qcow2", efi=True, size=None),
-    "raw-efi disk as qcow2 (NAME-efi.qcow2)",
-    tools=_EFI_TOOLS,
-    files=raw_disk.EFI_FILES,
-)
-bootable(
-    "vmdk",
-    (".vmdk",),
-    _converted("vmdk", ".vmdk", efi=False, size=SIZED),
-    "raw-bios disk of --size as stream-optimised vmdk (NAME.vmdk)",
-    tools=_BIOS_TOOLS,
-    files=raw_disk.BIOS_FILES,
-)
-bootable(
-    "vhd",
-    (".vhd",),
-    _converted("vhd", ".vhd", efi=False, size=SIZED),
-    "raw-bios disk of --size as fixed VHD (NAME.vhd)",
-    tools=_BIOS_TOOLS,
-    files=raw_disk.BIOS_FILES,
-)
-bootable(
-    "dynamic-vhd",
-    (".vhd",),
-    _converted("dynamic-vhd", ".vhd", efi=False, size=DYNAMIC_VHD_SIZE_MIB),
-    "25G raw-bios disk as dynamic VHD (NAME.vhd)",
-    tools=_BIOS_TOOLS,
-    files=raw_disk.BIOS_FILES,
-)
+_BIOS = ((*raw_disk.BIOS_TOOLS, *TOOLS), raw_disk.BIOS_FILES)
+_EFI = ((*raw_disk.EFI_TOOLS, *TOOLS), raw_disk.EFI_FILES)
+for _name, _kind, _suffix, _efi, _size, _help in (
+    ("qcow2-bios", "qcow2", ".qcow2", False, SIZED,
+     "raw-bios disk of --size as qcow2 (NAME.qcow2)"),
+    ("qcow2-efi", "qcow2", "-efi.qcow2", True, None, "raw-efi disk as qcow2 (NAME-efi.qcow2)"),
+    ("vmdk", "vmdk", ".vmdk", False, SIZED,
+     "raw-bios disk of --size as stream-optimised vmdk (NAME.vmdk)"),
+    ("vhd", "vhd", ".vhd", False, SIZED, "raw-bios disk of --size as fixed VHD (NAME.vhd)"),
+    ("dynamic-vhd", "dynamic-vhd", ".vhd", False, DYNAMIC_VHD_SIZE_MIB,
+     "25G raw-bios disk as dynamic VHD (NAME.vhd)"),
+):  # fmt: skip
+    _tools, _files = _EFI if _efi else _BIOS
+    _write = _converted(_kind, _suffix, efi=_efi, size=_size)
+    bootable(_name, (_suffix,), _write, _help, tools=_tools, files=_files)

@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
 from pathlib import Path
 
 from distrokit.formats import efi, fat, rootfinder, staging
-from distrokit.formats.bootable import bootable
+from distrokit.formats.bootable import bootable, one_file
 from distrokit.formats.disk import (
     BootFiles,
     atomic_output,
     derive_u32,
     scratch_dir,
 )
-from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
 
 TOOLS = ("xorriso",)
@@ -96,16 +94,10 @@ def _xorriso(host: Host, root: Path, out: Path, epoch: int, boot_args: list[str]
     host.run([*argv, *boot_args, root], env={"SOURCE_DATE_EPOCH": str(epoch)}, capture=True)
 
 
-def _root_tree(boot: BootFiles, root: Path) -> None:
-    staging.unpack_rootfs(boot.root_tar(), root, epoch=boot.epoch)
-
-
 def write_iso_bios(host: Host, boot: BootFiles, out: Path) -> None:
     """iso-bios: the root file system with ISOLINUX, hybrid (boots as CD or as disk)."""
     cmdline = with_root(boot.cmdline)
-    with scratch_dir(out) as scratch, atomic_output(out) as tmp:
-        root = scratch / "root"
-        _root_tree(boot, root)
+    with staging.staged_root(boot, out) as (root, tmp):
         finder = rootfinder.rootfinder_initrd(boot.root_tar(), epoch=boot.epoch)
         for name, source in (
             ("boot/kernel", boot.kernel),
@@ -132,7 +124,7 @@ def _write_efi_iso(host: Host, boot: BootFiles, out: Path, *, initrd_root: bool)
             _stage_file(root, "kernel", boot.kernel, boot.epoch)
             _stage_file(root, "initrd.img", initrd, boot.epoch)
         else:
-            _root_tree(boot, root)
+            staging.unpack_rootfs(boot.root_tar(), root, epoch=boot.epoch)
             initrd, cmdline = scratch / "rootfinder.img", with_root(boot.cmdline)
             initrd.write_bytes(rootfinder.rootfinder_initrd(boot.root_tar(), epoch=boot.epoch))
         (root / "boot").mkdir(exist_ok=True)
@@ -155,42 +147,15 @@ def write_iso_efi_initrd(host: Host, boot: BootFiles, out: Path) -> None:
 
 def write_root_iso(host: Host, boot: BootFiles, out: Path) -> None:
     """kernel+iso's ISO: the root file system only, not bootable by itself."""
-    with scratch_dir(out) as scratch, atomic_output(out) as tmp:
-        root = scratch / "root"
-        _root_tree(boot, root)
+    with staging.staged_root(boot, out) as (root, tmp):
         _xorriso(host, root, tmp, boot.epoch, [])
-
-
-def _iso_bios(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_iso_bios(host, boot, out[".iso"])
-
-
-def _iso_efi(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_iso_efi(host, boot, out["-efi.iso"])
-
-
-def _iso_efi_initrd(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_iso_efi_initrd(host, boot, out["-efi-initrd.iso"])
-
-
-def _kernel_iso(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_root_iso(host, boot, out[".iso"])
-    rootfinder.write_kernel_files(boot, out, root=ROOT_LABEL)
 
 
 _EFI_TOOLS = (*TOOLS, *fat.TOOLS)
 bootable(
     "iso-bios",
     (".iso",),
-    _iso_bios,
+    one_file(write_iso_bios, ".iso"),
     "hybrid ISOLINUX ISO, root file system on the ISO (NAME.iso)",
     tools=TOOLS,
     files={**BIOS_FILES, **rootfinder.HOST_FILES},
@@ -199,7 +164,7 @@ bootable(
 bootable(
     "iso-efi",
     ("-efi.iso",),
-    _iso_efi,
+    one_file(write_iso_efi, "-efi.iso"),
     "EFI ISO, root file system on the ISO (NAME-efi.iso)",
     tools=_EFI_TOOLS,
     files={**EFI_FILES, **rootfinder.HOST_FILES},
@@ -208,7 +173,7 @@ bootable(
 bootable(
     "iso-efi-initrd",
     ("-efi-initrd.iso",),
-    _iso_efi_initrd,
+    one_file(write_iso_efi_initrd, "-efi-initrd.iso"),
     "EFI ISO booting kernel+initrd (NAME-efi-initrd.iso)",
     tools=_EFI_TOOLS,
     files=EFI_FILES,
@@ -216,7 +181,7 @@ bootable(
 bootable(
     "kernel+iso",
     (*rootfinder.KERNEL_SUFFIXES, ".iso"),
-    _kernel_iso,
+    rootfinder.beside_kernel(write_root_iso, ".iso", root=ROOT_LABEL),
     "kernel, root finder initrd, root file system ISO (NAME.iso)",
     tools=TOOLS,
     files=rootfinder.HOST_FILES,

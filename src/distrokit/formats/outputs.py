@@ -40,13 +40,9 @@ class Outputs:
         if self.single == "-":
             return sys.stdout.buffer
         final = self.path(filename)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-        except OSError as err:
-            raise BuildError(f"cannot write output in {final.parent}: {err.strerror}") from err
+        fd, tmp = _mkstemp(final)
         stream = os.fdopen(fd, "wb")
-        self._open.append((stream, Path(tmp), final))
+        self._open.append((stream, tmp, final))
         return stream
 
     def reserve(self, filename: str) -> Path:
@@ -54,14 +50,10 @@ class Outputs:
         by name (xorriso, qemu-img...): renamed into place with the other outputs on success,
         removed on failure. Writing it in place means no copy afterwards."""
         final = self.path(filename)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-        except OSError as err:
-            raise BuildError(f"cannot write output in {final.parent}: {err.strerror}") from err
+        fd, tmp = _mkstemp(final)
         os.close(fd)
-        self._open.append((None, Path(tmp), final))
-        return Path(tmp)
+        self._open.append((None, tmp, final))
+        return tmp
 
     def temp(self, filename: str) -> tuple[BinaryIO, Path]:
         """A scratch file next to the outputs, removed when the build ends."""
@@ -107,6 +99,16 @@ class Outputs:
                 stream.close()
             tmp.unlink(missing_ok=True)
         self._open.clear()
+
+
+def _mkstemp(final: Path) -> tuple[int, Path]:
+    """A new temporary file next to `final` (same file system: the rename is atomic)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    except OSError as err:
+        raise BuildError(f"cannot write output in {final.parent}: {err.strerror}") from err
+    return fd, Path(tmp)
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from distrokit.errors import UsageError
 from distrokit.formats import efi, fat, partition
-from distrokit.formats.bootable import bootable
+from distrokit.formats.bootable import bootable, one_file
 from distrokit.formats.disk import (
     MIB,
     SECTOR,
@@ -137,45 +137,17 @@ def write_raw_efi(host: Host, boot: BootFiles, out: Path, size_mib: int | None =
         copy_into(tmp, part, PART_START * SECTOR)
 
 
-def _raw_bios(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_raw_bios(host, boot, out["-bios.img"])
-
-
-def _raw_efi(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_raw_efi(host, boot, out["-efi.img"])
-
-
 def _aws(
     host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
 ) -> None:
     write_raw_bios(host, boot, out[".raw"], s.size_mb)
 
 
-bootable(
-    "raw-bios",
-    ("-bios.img",),
-    _raw_bios,
-    "MBR disk, syslinux, kernel+initrd (NAME-bios.img)",
-    tools=BIOS_TOOLS,
-    files=BIOS_FILES,
-)
-bootable(
-    "raw-efi",
-    ("-efi.img",),
-    _raw_efi,
-    "GPT disk, ESP with systemd-boot (NAME-efi.img)",
-    tools=EFI_TOOLS,
-    files=EFI_FILES,
-)
-bootable(
-    "aws",
-    (".raw",),
-    _aws,
-    "raw-bios disk of --size for AWS (NAME.raw)",
-    tools=BIOS_TOOLS,
-    files=BIOS_FILES,
-)
+for _name, _suffix, _writer, _help, _tools, _files in (
+    ("raw-bios", "-bios.img", one_file(write_raw_bios, "-bios.img"),
+     "MBR disk, syslinux, kernel+initrd (NAME-bios.img)", BIOS_TOOLS, BIOS_FILES),
+    ("raw-efi", "-efi.img", one_file(write_raw_efi, "-efi.img"),
+     "GPT disk, ESP with systemd-boot (NAME-efi.img)", EFI_TOOLS, EFI_FILES),
+    ("aws", ".raw", _aws, "raw-bios disk of --size for AWS (NAME.raw)", BIOS_TOOLS, BIOS_FILES),
+):  # fmt: skip
+    bootable(_name, (_suffix,), _writer, _help, tools=_tools, files=_files)

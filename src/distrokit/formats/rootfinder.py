@@ -23,12 +23,14 @@ import lzma
 import re
 import shutil
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from distrokit.errors import BuildError
 from distrokit.formats.disk import BootFiles, atomic_output
+from distrokit.formats.registry import BuildSettings
+from distrokit.host import Host
 
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_PACKAGE = "busybox-static"
@@ -325,3 +327,18 @@ def write_kernel_files(
         tmp.write_text(cmdline + "\n")
     with atomic_output(out["-initrd.img"]) as tmp:
         tmp.write_bytes(rootfinder_initrd(boot.root_tar(), epoch=boot.epoch))
+
+
+def beside_kernel(
+    write_image: Callable[[Host, BootFiles, Path], None], suffix: str, *, root: str | None = None
+) -> Callable[[Host, BootFiles, Mapping[str, Path], Path, BuildSettings], None]:
+    """The writer of a kernel+MEDIUM format: the root image (`write_image` at NAME`suffix`)
+    and, beside it, NAME-kernel, NAME-cmdline (with `root`) and the root finder initrd."""
+
+    def writer(
+        host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
+    ) -> None:
+        write_image(host, boot, out[suffix])
+        write_kernel_files(boot, out, root=root)
+
+    return writer

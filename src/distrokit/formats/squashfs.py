@@ -10,13 +10,11 @@ squashfs and the disk drivers as modules, NAME-initrd.img is the root finder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from distrokit.formats import rootfinder, staging
 from distrokit.formats.bootable import bootable
-from distrokit.formats.disk import BootFiles, atomic_output, scratch_dir
-from distrokit.formats.registry import BuildSettings
+from distrokit.formats.disk import BootFiles
 from distrokit.host import Host
 
 TOOLS = ("mksquashfs",)
@@ -26,9 +24,7 @@ IMAGE_SUFFIX = "-squashfs.img"
 def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
     """The squashfs image of `boot.rootfs` (without ``boot/``) at `out`."""
     epoch = str(boot.epoch)
-    with scratch_dir(out) as scratch, atomic_output(out) as tmp:
-        root = scratch / "root"
-        staging.unpack_rootfs(boot.root_tar(), root, epoch=boot.epoch)
+    with staging.staged_root(boot, out) as (root, tmp):
         host.run(
             [
                 *("mksquashfs", root, tmp, "-noappend", "-no-progress", "-quiet"),
@@ -38,17 +34,10 @@ def write_rootfs_image(host: Host, boot: BootFiles, out: Path) -> None:
         )
 
 
-def _kernel_squashfs(
-    host: Host, boot: BootFiles, out: Mapping[str, Path], scratch: Path, s: BuildSettings
-) -> None:
-    write_rootfs_image(host, boot, out[IMAGE_SUFFIX])
-    rootfinder.write_kernel_files(boot, out)
-
-
 bootable(
     "kernel+squashfs",
     (*rootfinder.KERNEL_SUFFIXES, IMAGE_SUFFIX),
-    _kernel_squashfs,
+    rootfinder.beside_kernel(write_rootfs_image, IMAGE_SUFFIX),
     "kernel, root finder initrd, squashfs root (NAME-squashfs.img)",
     tools=TOOLS,
     files=rootfinder.HOST_FILES,

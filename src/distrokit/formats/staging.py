@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from distrokit.errors import BuildError
+from distrokit.formats.disk import BootFiles, atomic_output, scratch_dir
 
 
 def _safe_name(name: str) -> str | None:
@@ -74,3 +77,13 @@ def _fix_dir_times(root: Path, known: dict[str, int], epoch: int) -> None:
         rel = os.path.relpath(dirpath, root)
         when = known.get(rel, epoch)
         os.utime(dirpath, (when, when), follow_symlinks=False)
+
+
+@contextmanager
+def staged_root(boot: BootFiles, out: Path) -> Iterator[tuple[Path, Path]]:
+    """(root, tmp): the system's root file system unpacked into a scratch directory next to
+    `out`, and the temporary file that becomes `out` when the block succeeds."""
+    with scratch_dir(out) as scratch, atomic_output(out) as tmp:
+        root = scratch / "root"
+        unpack_rootfs(boot.root_tar(), root, epoch=boot.epoch)
+        yield root, tmp

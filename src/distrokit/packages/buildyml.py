@@ -257,11 +257,8 @@ def _paths(r: Reader, node: yaml.Node) -> list[PathSpec]:
             if (src := _abs(r, item, where)) is not None:
                 out.append(PathSpec(src=src))
             continue
-        keys = r.mapping(item, where, ("src", "dst"))
+        keys = _src_dst(r, item, where, ("src", "dst"))
         if keys is None:
-            continue
-        if "src" not in keys or "dst" not in keys:
-            r.problem(item, where, "needs both src and dst")
             continue
         src, dst = _abs(r, keys["src"], f"{where}.src"), _abs(r, keys["dst"], f"{where}.dst")
         if src and dst:
@@ -269,15 +266,23 @@ def _paths(r: Reader, node: yaml.Node) -> list[PathSpec]:
     return out
 
 
+def _src_dst(
+    r: Reader, item: yaml.Node, where: str, fields: tuple[str, ...]
+) -> dict[str, yaml.Node] | None:
+    """The keys of a ``{src, dst, ...}`` entry with both `src` and `dst`, else None (reported)."""
+    keys = r.mapping(item, where, fields)
+    if keys is not None and ("src" not in keys or "dst" not in keys):
+        r.problem(item, where, "needs both src and dst")
+        return None
+    return keys
+
+
 def _archives(r: Reader, node: yaml.Node) -> list[ArchiveSpec]:
     out: list[ArchiveSpec] = []
     for i, item in enumerate(r.sequence(node, "debian.archives")):
         where = f"debian.archives[{i}]"
-        keys = r.mapping(item, where, ("src", "dst", "include"))
+        keys = _src_dst(r, item, where, ("src", "dst", "include"))
         if keys is None:
-            continue
-        if "src" not in keys or "dst" not in keys:
-            r.problem(item, where, "needs both src and dst")
             continue
         src, dst = _abs(r, keys["src"], f"{where}.src"), _abs(r, keys["dst"], f"{where}.dst")
         include = r.strings(keys["include"], f"{where}.include") if "include" in keys else None
@@ -290,11 +295,8 @@ def _copies(r: Reader, node: yaml.Node) -> list[CopySpec]:
     out: list[CopySpec] = []
     for i, item in enumerate(r.sequence(node, "debian.copy")):
         where = f"debian.copy[{i}]"
-        keys = r.mapping(item, where, ("src", "dst", "mode"))
+        keys = _src_dst(r, item, where, ("src", "dst", "mode"))
         if keys is None:
-            continue
-        if "src" not in keys or "dst" not in keys:
-            r.problem(item, where, "needs both src and dst")
             continue
         src = r.string(keys["src"], f"{where}.src")
         if src is not None and _escapes(src):
