@@ -287,10 +287,12 @@ def _destroy_quietly(session: Session, vm: Any) -> None:
 
 
 def _extra(vm: Any, key: str) -> str | None:
+    # the last entry wins: vSphere keeps one per key, vcsim appends every update
+    found = None
     for opt in vm.config.extraConfig if vm.config else ():
         if opt.key == key:
-            return str(opt.value)
-    return None
+            found = str(opt.value)
+    return found
 
 
 def _medium_of(vm: Any) -> str:
