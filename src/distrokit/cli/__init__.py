@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "build",
     "run",
     "push",
+    "vcenter",
     "pkg",
     "cache",
 )

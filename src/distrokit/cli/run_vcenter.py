@@ -73,6 +73,11 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="add an empty persistent disk (SCSI 0:1): 512M, 10G, 1T; a bare number is GiB",
     )  # fmt: skip
+    p.add_argument(
+        "--persistent-disk", metavar="'[DATASTORE] PATH.vmdk'",
+        help="attach this existing disk as the persistent disk (e.g. one kept by "
+        "'vcenter rm --keep-disk')",
+    )  # fmt: skip
     p.add_argument("--guest-id", default="otherLinux64Guest", help="vSphere guest OS id")
     p.add_argument("--firmware", choices=("bios", "efi"), default="bios")
     p.add_argument(
@@ -105,8 +110,10 @@ def _spec(args: argparse.Namespace, name: str, replacing: bool) -> VMSpec:
         raise UsageError("--cpus must be at least 1")
     if args.mem is not None and args.mem < 16:
         raise UsageError("--mem must be at least 16 (MiB)")
-    if replacing and args.persistent_mb:
-        raise UsageError("--persistent-size cannot be combined with --replace (the disk is kept)")
+    if replacing and (args.persistent_mb or args.persistent_disk):
+        raise UsageError("--replace keeps the persistent disk; no --persistent-size/-disk")
+    if args.persistent_mb and args.persistent_disk:
+        raise UsageError("--persistent-size makes a new disk, --persistent-disk attaches one")
     return VMSpec(
         name=name,
         cpus=args.cpus if replacing else (args.cpus or 1),
@@ -115,6 +122,7 @@ def _spec(args: argparse.Namespace, name: str, replacing: bool) -> VMSpec:
         firmware=args.firmware,
         network=args.network,
         persistent_mb=args.persistent_mb,
+        persistent_disk=args.persistent_disk,
         power_on=args.power_on,
         wait_for_ip=args.wait_for_ip,
         ip_timeout=args.ip_timeout,

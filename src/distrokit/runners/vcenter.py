@@ -15,6 +15,7 @@ simply be run again. `rolling_replace` does this for several VMs, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import posixpath
 import time
@@ -53,6 +54,7 @@ class VMSpec:
     firmware: str = "bios"
     network: str | None = None
     persistent_mb: int | None = None
+    persistent_disk: str | None = None  # [ds] path of an existing disk to attach as SCSI 0:1
     power_on: bool = True
     wait_for_ip: bool = False
     ip_timeout: float = 300.0
@@ -98,6 +100,8 @@ def create_vm(
         config.deviceChange.append(_add(_nic(network)))
     if spec.persistent_mb:
         config.deviceChange.append(_new_disk(session, spec.persistent_mb))
+    elif spec.persistent_disk:
+        config.deviceChange.append(_add(_disk(spec.persistent_disk, _SCSI_KEY, PERSISTENT_UNIT)))
     report(f"creating VM {spec.name} on host {host.name}")
     vm = session.wait(
         session.datacenter.vmFolder.CreateVM_Task(config=config, pool=pool, host=host),
@@ -109,7 +113,7 @@ def create_vm(
             _reconfigure(session, vm, [_add(_disk(disk, _scsi_key(vm), SYSTEM_UNIT))])
         _power_on(session, vm, spec, report)
     except BaseException as err:
-        _destroy_quietly(session, vm)
+        _destroy_quietly(session, vm, keep_persistent=bool(spec.persistent_disk))
         if isinstance(err, DistrokitError):
             err.message += f" (VM {spec.name} was removed again)"
         raise
@@ -274,13 +278,26 @@ def wait_for_ip(vm: Any, timeout: float, poll: float = 1.0) -> str:
         time.sleep(poll)
 
 
-def _destroy_quietly(session: Session, vm: Any) -> None:
-    try:
+def _destroy_quietly(session: Session, vm: Any, *, keep_persistent: bool) -> None:
+    """Remove a VM that could not be completed. Destroying a VM deletes every disk attached
+    to it, so a persistent disk the user brought is detached first (and if that fails, the
+    VM is left alone rather than risk the disk). Errors here would hide the original one."""
+    with contextlib.suppress(Exception):
         if vm.runtime.powerState != vim.VirtualMachinePowerState.poweredOff:
             session.wait(vm.PowerOffVM_Task(), f"powering off VM {vm.name}")
+        if keep_persistent:
+            _detach(session, vm, disks(vm).get(PERSISTENT_UNIT))
         session.wait(vm.Destroy_Task(), f"removing VM {vm.name}")
-    except Exception:
-        pass
+
+
+def _detach(session: Session, vm: Any, disk: Any, **fields: Any) -> None:
+    """Remove `disk` from `vm` without deleting its files."""
+    if disk is None:
+        return
+    op = vim.vm.device.VirtualDeviceSpec.Operation.remove
+    _reconfigure(
+        session, vm, [vim.vm.device.VirtualDeviceSpec(operation=op, device=disk)], **fields
+    )
 
 
 # --- inspect -------------------------------------------------------------------------------
@@ -436,3 +453,99 @@ def rolling_replace(
             )
             raise
     return done
+
+
+# --- ls / rm -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    """One line of ``vcenter ls``."""
+
+    name: str
+    power_state: str
+    ip: str | None
+    host: str
+    medium: str
+    persistent_disk: str | None
+
+
+def list_vms(session: Session) -> list[VMInfo]:
+    """The VMs distrokit made in the datacenter."""
+    out = []
+    for vm in distrokit_vms(session):
+        disk = disks(vm).get(PERSISTENT_UNIT)
+        out.append(
+            VMInfo(
+                name=str(vm.name),
+                power_state=str(vm.runtime.powerState),
+                ip=str(vm.guest.ipAddress) if vm.guest and vm.guest.ipAddress else None,
+                host=str(vm.runtime.host.name) if vm.runtime.host else "",
+                medium=_medium_of(vm),
+                persistent_disk=str(disk.backing.fileName) if disk is not None else None,
+            )
+        )
+    return out
+
+
+KEY_DETACHED = "distrokit.persistent.detached"
+
+
+def kept_disk_path(session: Session, name: str) -> str:
+    """Where ``rm --keep-disk`` puts the persistent disk of VM `name`."""
+    return session.ds_path(f"{name}-persistent/{name}-persistent.vmdk")
+
+
+def remove_vm(
+    session: Session, name: str, *, keep_disk: bool, report: Report = _nothing
+) -> str | None:
+    """Power off and delete a VM distrokit made; with `keep_disk`, its persistent disk is
+    detached and moved out of the VM's folder first. Returns where the disk now is.
+
+    The detach records the disk's path in the VM in the same reconfiguration, so a ``rm``
+    interrupted before the move finds it again when re-run.
+    """
+    vm = session.find_vm(name)
+    if vm is None:
+        known = ", ".join(v.name for v in distrokit_vms(session)) or "none"
+        raise VSphereError(
+            f"no VM called {name} in datacenter {session.datacenter.name}",
+            hint=f"VMs made by distrokit there: {known}",
+        )
+    if not _medium_of(vm):
+        raise VSphereError(f"VM {name} was not made by distrokit; not removing it")
+    _power_off(session, vm, report)
+    kept = _keep_persistent(session, vm, report) if keep_disk else None
+    report(f"deleting VM {name}")
+    session.wait(vm.Destroy_Task(), f"deleting VM {name}")
+    return kept
+
+
+def _keep_persistent(session: Session, vm: Any, report: Report) -> str | None:
+    disk = disks(vm).get(PERSISTENT_UNIT)
+    source = str(disk.backing.fileName) if disk is not None else _extra(vm, KEY_DETACHED)
+    if not source:
+        return None
+    if disk is not None:
+        report(f"detaching {source} from {vm.name}")
+        mark = [vim.option.OptionValue(key=KEY_DETACHED, value=source)]
+        _detach(session, vm, disk, extraConfig=mark)
+    kept = kept_disk_path(session, vm.name)
+    report(f"moving {source} to {kept}")
+    with contextlib.suppress(vim.fault.FileAlreadyExists):
+        session.content.fileManager.MakeDirectory(
+            name=posixpath.dirname(kept),
+            datacenter=session.datacenter,
+            createParentDirectories=True,
+        )
+    session.wait(
+        session.content.virtualDiskManager.MoveVirtualDisk_Task(
+            sourceName=source,
+            sourceDatacenter=session.datacenter,
+            destName=kept,
+            destDatacenter=session.datacenter,
+            force=False,
+        ),
+        f"moving {source} to {kept}",
+    )
+    return kept

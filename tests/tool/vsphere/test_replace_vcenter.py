@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pyVmomi import vim
-from vcsim_env import Vcsim, make_iso
+from vcsim_env import disk_at, flat_file, make_iso, read_marker, write_marker
 
 from distrokit.host import Host
 
@@ -26,32 +26,6 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[name] = d / f"{name}.vmdk"
         Host().run(["qemu-img", "convert", "-O", "vmdk", raw, out[name]])
     return out
-
-
-def flat_file(sim: Vcsim, disk: Any) -> Path:
-    name = disk.backing.fileName.removeprefix("[LocalDS_0] ")
-    return sim.datastore_dir / name.replace(".vmdk", "-flat.vmdk")
-
-
-def disk_at(vm: Any, unit: int) -> Any:
-    found = [
-        d
-        for d in vm.config.hardware.device
-        if isinstance(d, vim.vm.device.VirtualDisk) and d.unitNumber == unit
-    ]
-    return found[0] if found else None
-
-
-def write_marker(path: Path, marker: bytes) -> None:
-    with path.open("r+b" if path.exists() else "wb") as f:
-        f.seek(1 << 20)
-        f.write(marker)
-
-
-def read_marker(path: Path, size: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(1 << 20)
-        return f.read(size)
 
 
 def cdrom_iso(vm: Any) -> str:

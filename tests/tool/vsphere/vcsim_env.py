@@ -21,8 +21,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pyVmomi import vim
 
 from distrokit.cli import main
 from distrokit.host import Host
@@ -204,3 +206,30 @@ class CuttingProxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+
+def flat_file(sim: Vcsim, disk: Any) -> Path:
+    """The local file holding a VM disk's bytes on the simulated datastore."""
+    name = disk.backing.fileName.removeprefix("[LocalDS_0] ")
+    return sim.datastore_dir / name.replace(".vmdk", "-flat.vmdk")
+
+
+def disk_at(vm: Any, unit: int) -> Any:
+    found = [
+        d
+        for d in vm.config.hardware.device
+        if isinstance(d, vim.vm.device.VirtualDisk) and d.unitNumber == unit
+    ]
+    return found[0] if found else None
+
+
+def write_marker(path: Path, marker: bytes) -> None:
+    with path.open("r+b" if path.exists() else "wb") as f:
+        f.seek(1 << 20)
+        f.write(marker)
+
+
+def read_marker(path: Path, size: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(1 << 20)
+        return f.read(size)
