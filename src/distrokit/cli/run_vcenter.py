@@ -153,15 +153,14 @@ def run_vcenter(args: argparse.Namespace) -> int:
     stem = Path(re.sub(r"^\[[^\]]*\]\s*", "", spec_text)).name.rsplit(".", 1)[0]
     if args.replace and args.name:
         raise UsageError("--name names a new VM; --replace names existing ones: give one")
+    spec = _spec(args, "" if args.replace else (args.name or stem), replacing=bool(args.replace))
     with Session(vs.target_from_args(args)) as session:
         if args.replace:
             vms = match_vms(session, args.replace)  # before the upload: fail fast on a typo
-            spec = _spec(args, "", replacing=True)
             medium = _medium(session, spec_text, args)
             for result in rolling_replace(session, vms, medium, spec, vs.report):
                 _print(result)
             return 0
-        spec = _spec(args, args.name or stem, replacing=False)
         preflight(session, spec)  # an upload for a VM that cannot be made is wasted
         medium = _medium(session, spec_text, args)
         _print(create_vm(session, medium, spec, vs.report))

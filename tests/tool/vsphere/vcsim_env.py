@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,7 +138,7 @@ class Result:
 
 
 @pytest.fixture
-def dk(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def dk(capsys: pytest.CaptureFixture[str]) -> Callable[..., Result]:
     """Run ``distrokit ARGS`` in process; its exit code, stdout and stderr."""
 
     def run(*args: str) -> Result:
