@@ -130,7 +130,7 @@ def upload_file(
     head, tail = posixpath.split(remote)
     partial = posixpath.join(head, f".{tail}.partial")
     try:
-        _put(session, local, partial, size, progress)
+        _put(session, local, partial, size, progress, final=final)
         got_size, got_digest = _read_back(session, partial, size, progress, local.name)
         if (got_size, got_digest) != (size, digest):
             raise VSphereError(
@@ -159,7 +159,17 @@ def _forget(session: Session, partial: str) -> None:
         session.delete_file(session.ds_path(partial))
 
 
-def _put(session: Session, local: Path, remote: str, size: int, progress: Progress | None) -> None:
+def _put(
+    session: Session,
+    local: Path,
+    remote: str,
+    size: int,
+    progress: Progress | None,
+    *,
+    final: str | None = None,
+) -> None:
+    """PUT `local` to `remote`; errors name `final`, the name the user asked for."""
+    final = final or session.ds_path(remote)
     conn = session.http()
     sent = 0
     try:
@@ -178,7 +188,7 @@ def _put(session: Session, local: Path, remote: str, size: int, progress: Progre
         body = resp.read(4096).decode(errors="replace").strip()
     except (OSError, http.client.HTTPException) as err:
         raise VSphereError(
-            f"upload of {local.name} to {session.ds_path(remote)} broke off after "
+            f"upload of {local.name} to {final} broke off after "
             f"{_mib(sent)} of {_mib(size)}: {err or type(err).__name__}",
             hint="nothing was put in place; run the command again to restart the upload",
         ) from err
@@ -186,7 +196,7 @@ def _put(session: Session, local: Path, remote: str, size: int, progress: Progre
         conn.close()
     if resp.status not in (200, 201, 204):
         raise VSphereError(
-            f"upload of {local.name} to {session.ds_path(remote)} was refused: "
+            f"upload of {local.name} to {final} was refused: "
             f"HTTP {resp.status} {resp.reason}" + (f": {body[:200]}" if body else "")
         )
 

@@ -109,6 +109,7 @@ class Session:
         self.si = self._login()
         self.content: Any = self.si.RetrieveContent()
         self.datacenter: Any = self._find_datacenter()
+        self.dc_path = self._inventory_path(self.datacenter)
         self.datastore: Any = self._find_datastore()
 
     def __enter__(self) -> Session:
@@ -165,6 +166,15 @@ class Session:
             "datacenter", "--datacenter", self.target.datacenter, dcs, self.endpoint.netloc
         )
 
+    def _inventory_path(self, obj: Any) -> str:
+        """``folder/.../name`` of `obj` below the root folder (the ``dcPath`` of a datacenter
+        kept in a folder)."""
+        names = []
+        while obj is not None and obj != self.content.rootFolder:
+            names.append(str(obj.name))
+            obj = obj.parent
+        return "/".join(reversed(names))
+
     def _find_datastore(self) -> Any:
         stores = self.objects(vim.Datastore)
         where = f"datacenter {self.datacenter.name}"
@@ -206,9 +216,7 @@ class Session:
 
     def folder_url(self, path: str) -> str:
         """The ``/folder`` URL path (with query) of `path` on our datastore."""
-        query = urllib.parse.urlencode(
-            {"dcPath": self.datacenter.name, "dsName": self.datastore.name}
-        )
+        query = urllib.parse.urlencode({"dcPath": self.dc_path, "dsName": self.datastore.name})
         return f"/folder/{urllib.parse.quote(path)}?{query}"
 
     def http(self, timeout: float | None = None) -> http.client.HTTPSConnection:

@@ -81,7 +81,8 @@ def make_cert(host: Host, directory: Path, name: str) -> tuple[Path, Path]:
 
 @contextlib.contextmanager
 def running_vcsim(binary: Path, workdir: Path, *extra: str) -> Iterator[Vcsim]:
-    """Start vcsim on a free port with its own certificate; stop it (SIGTERM) afterwards."""
+    """Start vcsim on a free port with its own certificate; stop it (SIGTERM) afterwards.
+    `extra` replaces the default inventory flags (e.g. ``-esx``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key = make_cert(Host(), workdir, "vcsim")
     env_file = workdir / "vcsim.env"
@@ -90,8 +91,8 @@ def running_vcsim(binary: Path, workdir: Path, *extra: str) -> Iterator[Vcsim]:
     proc = subprocess.Popen(
         [
             binary, "-l", "127.0.0.1:0", "-E", env_file, "-tlscert", cert, "-tlskey", key,
-            "-username", USER, "-password", PASSWORD, "-vm", "0", "-cluster", "1",
-            "-host", "2", "-standalone-host", "1", *extra,
+            "-username", USER, "-password", PASSWORD, "-vm", "0",
+            *(extra or ("-cluster", "1", "-host", "2", "-standalone-host", "1")),
         ],
         env={**os.environ, "TMPDIR": str(tmp)},
         stdout=subprocess.DEVNULL,
@@ -106,7 +107,7 @@ def running_vcsim(binary: Path, workdir: Path, *extra: str) -> Iterator[Vcsim]:
             time.sleep(0.02)
         url = env_file.read_text().split()[1].removeprefix("GOVC_URL=")
         port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
-        (ds_dir,) = tmp.glob("govcsim-DC0-LocalDS_0-*")
+        (ds_dir,) = tmp.glob("govcsim-*-LocalDS_0-*")
         yield Vcsim(port=port, cert=cert, datastore_dir=ds_dir)
     finally:
         proc.send_signal(signal.SIGTERM)
