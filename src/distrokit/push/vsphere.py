@@ -107,10 +107,14 @@ class Session:
         self.endpoint = parse_url(target.url)
         self.ssl = ssl_context(target)
         self.si = self._login()
-        self.content: Any = self.si.RetrieveContent()
-        self.datacenter: Any = self._find_datacenter()
-        self.dc_path = self._inventory_path(self.datacenter)
-        self.datastore: Any = self._find_datastore()
+        try:
+            self.content: Any = self.si.RetrieveContent()
+            self.datacenter: Any = self._find_datacenter()
+            self.dc_path = self._inventory_path(self.datacenter)
+            self.datastore: Any = self._find_datastore()
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> Session:
         return self
