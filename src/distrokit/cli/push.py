@@ -21,7 +21,9 @@ from distrokit.push.vsphere import Session
 def register(subparsers: Any) -> None:
     """Add ``push`` and one sub-command per registered target."""
     parser = subparsers.add_parser(
-        "push", help="upload a built system to where it runs", description=__doc__
+        "push",
+        help="upload a built system to where it runs",
+        description="Upload a built system to where it runs.",
     )
     targets = parser.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
     for target in PUSH_TARGETS.values():
