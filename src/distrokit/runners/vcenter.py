@@ -415,11 +415,13 @@ def _swap_changes(vm: Any, medium: Medium, old_disk: Any, new_path: str | None) 
 
 
 def _is_up_on(vm: Any, medium: Medium) -> bool:
-    """Whether a previous (interrupted) roll already put `vm` on `medium` and started it."""
-    return bool(medium.sha256) and (
-        _extra(vm, KEY_SHA256) == medium.sha256
-        and vm.runtime.powerState == vim.VirtualMachinePowerState.poweredOn
-    )
+    """Whether a previous (interrupted) roll already put `vm` on `medium` and started it: same
+    content hash, or for a medium named by its datastore path, the same path."""
+    if vm.runtime.powerState != vim.VirtualMachinePowerState.poweredOn:
+        return False
+    if medium.sha256:
+        return _extra(vm, KEY_SHA256) == medium.sha256
+    return _medium_of(vm) == medium.path
 
 
 def _power_off(session: Session, vm: Any, report: Report) -> None:

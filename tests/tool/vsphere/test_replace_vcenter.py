@@ -50,7 +50,7 @@ def test_replace_swaps_the_iso_and_keeps_disk_nic_and_bytes(api, dk, vcsim, medi
     )  # fmt: skip
     assert create.code == 0, create.err
     vm = api.find_vm("keep")
-    disk, mac_before = disk_at(vm, 1), mac(vm)
+    disk, mac_before, old_iso = disk_at(vm, 1), mac(vm), cdrom_iso(vm)
     assert disk.capacityInKB == 64 * 1024
     write_marker(flat_file(vcsim, disk), b"persistent-data-of-keep")
 
@@ -65,8 +65,12 @@ def test_replace_swaps_the_iso_and_keeps_disk_nic_and_bytes(api, dk, vcsim, medi
     assert mac(vm) == mac_before
     assert vm.runtime.powerState == "poweredOn"
     # the old medium stays on the datastore: nothing is deleted that other VMs may boot from
-    old_iso = vcsim.datastore_dir / cdrom_iso(vm).removeprefix("[LocalDS_0] ")
-    assert old_iso.is_file()
+    assert old_iso.endswith("/fleet-old.iso")
+    assert (vcsim.datastore_dir / old_iso.removeprefix("[LocalDS_0] ")).is_file()
+    # named by its datastore path, the medium the VM already runs is recognised and skipped
+    again = dk("-v", "run", "vcenter", *vcsim.args(), "--replace", "keep", cdrom_iso(vm))
+    assert again.code == 0, again.err
+    assert f"keep already runs {cdrom_iso(vm)}; skipped" in again.err
 
 
 def test_replace_of_a_vmdk_system_deletes_the_old_disk_only(api, dk, vcsim, media) -> None:
