@@ -15,7 +15,6 @@ from distrokit.cli import _Parser
 from distrokit.cli import vsphere as vs
 from distrokit.errors import UsageError
 from distrokit.push import PUSH_TARGETS
-from distrokit.push.vsphere import Session
 
 
 def register(subparsers: Any) -> None:
@@ -55,7 +54,7 @@ def push_vcenter(args: argparse.Namespace) -> int:
     """``distrokit push vcenter``."""
     if not args.path.is_file():
         raise UsageError(f"{args.path}: no such file")
-    with Session(vs.target_from_args(args)) as session:
+    with vs.open_session(args) as session:
         medium = vs.upload(session, args.path, args.folder, args, content_dir=False)
     print(medium.path)
     return 0

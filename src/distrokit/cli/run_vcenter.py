@@ -9,19 +9,15 @@ import argparse
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distrokit.cli import vsphere as vs
 from distrokit.errors import UsageError
-from distrokit.push.vcenter import Medium
-from distrokit.push.vsphere import Session
-from distrokit.runners.vcenter import (
-    VMResult,
-    VMSpec,
-    create_vm,
-    match_vms,
-    preflight,
-    rolling_replace,
-)
+
+if TYPE_CHECKING:  # imported by the command itself: see distrokit.cli.vsphere
+    from distrokit.push.vcenter import Medium
+    from distrokit.push.vsphere import Session
+    from distrokit.runners.vcenter import VMResult, VMSpec
 
 _SIZE = re.compile(r"^(?P<n>\d+)\s*(?P<unit>[MGT]?)i?B?$", re.IGNORECASE)
 
@@ -106,6 +102,8 @@ def add_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _spec(args: argparse.Namespace, name: str, replacing: bool) -> VMSpec:
+    from distrokit.runners.vcenter import VMSpec
+
     if args.cpus is not None and args.cpus < 1:
         raise UsageError("--cpus must be at least 1")
     if args.mem is not None and args.mem < 16:
@@ -147,6 +145,8 @@ def _print(result: VMResult) -> None:
 
 def run_vcenter(args: argparse.Namespace) -> int:
     """``distrokit run vcenter``."""
+    from distrokit.runners.vcenter import create_vm, match_vms, preflight, rolling_replace
+
     spec_text = args.path or args.path_flag
     if not spec_text:
         raise UsageError("run vcenter needs PATH: an .iso, a disk image or a '[datastore] path'")
@@ -154,7 +154,7 @@ def run_vcenter(args: argparse.Namespace) -> int:
     if args.replace and args.name:
         raise UsageError("--name names a new VM; --replace names existing ones: give one")
     spec = _spec(args, "" if args.replace else (args.name or stem), replacing=bool(args.replace))
-    with Session(vs.target_from_args(args)) as session:
+    with vs.open_session(args) as session:
         if args.replace:
             vms = match_vms(session, args.replace)  # before the upload: fail fast on a typo
             medium = _medium(session, spec_text, args)

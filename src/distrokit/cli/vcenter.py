@@ -6,8 +6,6 @@ import argparse
 from typing import Any
 
 from distrokit.cli import vsphere as vs
-from distrokit.push.vsphere import Session
-from distrokit.runners.vcenter import list_vms, remove_vm
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +26,9 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
-    with Session(vs.target_from_args(args)) as session:
+    from distrokit.runners.vcenter import list_vms
+
+    with vs.open_session(args) as session:
         vms = list_vms(session)
     rows = [("NAME", "POWER", "IP", "HOST", "MEDIUM", "PERSISTENT DISK")]
     rows += [
@@ -42,7 +42,9 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_rm(args: argparse.Namespace) -> int:
-    with Session(vs.target_from_args(args)) as session:
+    from distrokit.runners.vcenter import remove_vm
+
+    with vs.open_session(args) as session:
         for name in args.name:
             kept = remove_vm(session, name, keep_disk=args.keep_disk, report=vs.report)
             print(f"{name} removed" + (f"; persistent disk kept at {kept}" if kept else ""))

@@ -15,11 +15,16 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from distrokit.errors import UsageError
 from distrokit.host import Host
-from distrokit.push.vcenter import Medium, is_iso, push, sha256_file
-from distrokit.push.vsphere import Session, Target
+
+# pyVmomi takes a tenth of a second to import: only the vSphere commands themselves load it,
+# not every `distrokit run` that merely registers their flags.
+if TYPE_CHECKING:
+    from distrokit.push.vcenter import Medium
+    from distrokit.push.vsphere import Session, Target
 
 log = logging.getLogger("distrokit")
 
@@ -61,6 +66,8 @@ def add_connection_flags(p: argparse.ArgumentParser, *, with_host: bool) -> None
 
 def target_from_args(args: argparse.Namespace) -> Target:
     """The connection the flags ask for; warns when TLS verification is off."""
+    from distrokit.push.vsphere import Target
+
     if not args.url:
         raise UsageError("no vCenter URL", hint="give --url https://USER:PASS@HOST/sdk or VCURL")
     if args.insecure:
@@ -75,8 +82,17 @@ def target_from_args(args: argparse.Namespace) -> Target:
     )
 
 
+def open_session(args: argparse.Namespace) -> Session:
+    """Log in as the connection flags say."""
+    from distrokit.push.vsphere import Session
+
+    return Session(target_from_args(args))
+
+
 def datastore_medium(session: Session, spec: str) -> Medium | None:
     """A ``[datastore] path`` argument as a medium already on the datastore, else None."""
+    from distrokit.push.vcenter import Medium, is_iso
+
     m = _DS_PATH.match(spec)
     if m is None:
         return None
@@ -96,6 +112,8 @@ def upload(
 ) -> Medium:
     """Push `path`; with `content_dir` and no folder, into ``NAME-SHA12/`` so a new build never
     overwrites a medium that running VMs still use."""
+    from distrokit.push.vcenter import push, sha256_file
+
     digest = sha256_file(path)
     if folder is None and content_dir:
         folder = f"{path.name.rsplit('.', 1)[0]}-{digest[:12]}"
