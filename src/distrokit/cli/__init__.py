@@ -24,6 +24,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "build",
     "run",
+    "push",
+    "vcenter",
     "pkg",
     "cache",
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -116,7 +117,10 @@ def _add_qemu(p: argparse.ArgumentParser) -> None:
 
 
 # The flags of each runner's sub-command, by runner name.
-_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"qemu": _add_qemu}
+_FLAGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "qemu": _add_qemu,
+    "vcenter": lambda p: importlib.import_module("distrokit.cli.run_vcenter").add_flags(p),
+}
 
 
 def _guest_arch(text: str) -> str:

@@ -40,6 +40,12 @@ RUNNERS: dict[str, Runner] = {
             platforms=("Linux", "Darwin"),
             tools=("qemu-img",),
         ),
+        Runner(
+            name="vcenter",
+            module="distrokit.runners.vcenter",
+            summary="create a VM on vCenter/ESXi, or rebuild existing ones (--replace)",
+            platforms=("Linux", "Darwin", "Windows"),
+        ),
     )
 }
 
