@@ -58,8 +58,8 @@ def register(subparsers: Any) -> None:
     backends = parser.add_subparsers(dest="backend", metavar="BACKEND", parser_class=_Parser)
     for runner in RUNNERS.values():
         sub = backends.add_parser(runner.name, help=runner.summary)
-        _FLAGS[runner.name](sub)
         sub.set_defaults(func=_run, runner=runner.name)
+        _FLAGS[runner.name](sub)  # may set a command of its own (vcenter)
     parser.set_defaults(func=lambda _args: _usage(parser))
 
 
