@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "validate",
     "build",
     "run",
+    "serve",
     "pkg",
     "cache",
 )
