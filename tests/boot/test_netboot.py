@@ -14,7 +14,6 @@ NAME-kernel + NAME-initrd.img in a directory that the real `distrokit serve` ser
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -26,12 +25,10 @@ from pathlib import Path
 
 import pytest
 from guest import Boot
-from hosts_systems import build_images, build_system
+from netboot_system import FULL_MARKER, NAME, build_netboot_system
 
 from conftest import require_tools
 
-MARKER = "DISTROKIT-NETBOOT-MARKER"
-NAME = "netboot"
 TIMEOUT = 240.0
 TCG = ("--accel", "tcg", "--mem", "512")
 
@@ -40,29 +37,7 @@ TCG = ("--accel", "tcg", "--mem", "512")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The directory holding netboot-kernel, netboot-initrd.img and netboot-cmdline."""
     require_tools("qemu-system-x86_64", "qemu-img", "apt-get", "dpkg-deb", "dnsmasq", "ip")
-    refs = build_images(["kernel", "init", "runc", "poweroff"])
-    config = {
-        "kernel": {"image": refs["kernel"], "cmdline": "console=ttyS0"},
-        "init": [refs["init"], refs["runc"]],
-        "onboot": [
-            {
-                "name": "marker",
-                "image": refs["poweroff"],
-                "devices": [
-                    {"path": "/dev/console", "type": "c", "major": 5, "minor": 1, "mode": "0620"}
-                ],
-                "command": ["/bin/sh", "-c", f"echo {MARKER}-$((6*7)) >/dev/console"],
-            },
-            {
-                "name": "poweroff",
-                "image": refs["poweroff"],
-                "command": ["/bin/poweroff-after", "0"],
-            },
-        ],
-    }
-    directory = tmp_path_factory.mktemp("netboot")
-    build_system(json.dumps(config, indent=1), directory, NAME)
-    return directory
+    return build_netboot_system(tmp_path_factory.mktemp("netboot"))
 
 
 def _free_port() -> int:
@@ -143,7 +118,7 @@ def test_user_networking_netboot_reaches_the_onboot_marker(
             started=time.monotonic(),
         )  # fmt: skip
         boots.append(boot)
-        boot.wait_for(f"{MARKER}-42", TIMEOUT)
+        boot.wait_for(FULL_MARKER, TIMEOUT)
         assert boot.finish(TIMEOUT) == 0  # the poweroff container powered the guest off
     finally:
         log = server.stop()
@@ -212,7 +187,7 @@ def test_proxy_dhcp_netboot_in_a_namespace(
             started=time.monotonic(),
         )  # fmt: skip
         boots.append(boot)
-        boot.wait_for(f"{MARKER}-42", TIMEOUT)
+        boot.wait_for(FULL_MARKER, TIMEOUT)
         assert boot.finish(TIMEOUT) == 0
     finally:
         log = server.stop()
