@@ -62,6 +62,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
     "blkid": "util-linux",
+    "dnsmasq": "dnsmasq-base",
 }
 
 # Variables passed through to children; everything else is dropped for reproducibility.

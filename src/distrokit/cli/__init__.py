@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "push",
     "vcenter",
+    "serve",
     "pkg",
     "cache",
 )

@@ -21,9 +21,11 @@ from distrokit.host import Host
 from distrokit.runners import RUNNERS, default_runner, get_runner
 from distrokit.runners.config import (
     BootMode,
+    BootSource,
     RunConfig,
     parse_console,
     parse_disk,
+    parse_netboot_url,
     parse_networking,
     parse_publish,
 )
@@ -69,7 +71,14 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _add_qemu(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="NAME prefix (NAME-kernel, ...), an .iso or a disk image")
+    p.add_argument(
+        "path", nargs="?", help="NAME prefix (NAME-kernel, ...), an .iso or a disk image"
+    )
+    p.add_argument(
+        "--netboot", nargs="?", const="", metavar="URL",
+        help="boot from the network through the NIC's iPXE (no PATH); with user networking "
+        "URL is the iPXE script, e.g. http://127.0.0.1:8080/boot.ipxe from distrokit serve",
+    )  # fmt: skip
     p.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
     p.add_argument("--mem", type=int, default=1024, help="memory in MiB (default 1024)")
     p.add_argument(
@@ -144,7 +153,17 @@ def _forced_mode(args: argparse.Namespace) -> BootMode | None:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The `RunConfig` a parsed ``run qemu`` command line asks for."""
-    source = resolve(args.path, _forced_mode(args))
+    networking = parse_networking(args.networking)
+    netboot_url = None
+    if args.netboot is not None:
+        if args.path is not None or _forced_mode(args) is not None:
+            raise UsageError("--netboot boots from the network: give no PATH or boot mode")
+        netboot_url = parse_netboot_url(args.netboot, networking)
+        source = BootSource(mode=BootMode.NETWORK, prefix="netboot")
+    elif args.path is None:
+        raise UsageError("nothing to boot: give a PATH or --netboot")
+    else:
+        source = resolve(args.path, _forced_mode(args))
     data: bytes | None = None
     if args.data is not None:
         data = args.data.encode()
@@ -164,7 +183,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         disks=tuple(parse_disk(d) for d in args.disk),
         data=data,
         publish=tuple(parse_publish(p) for p in args.publish),
-        networking=parse_networking(args.networking),
+        networking=networking,
         accel=args.accel,
         qemu=args.qemu,
         append=tuple(args.append),
@@ -175,6 +194,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         firmware=args.fw,
         detach=args.detach,
         devices=tuple(args.device),
+        netboot_url=netboot_url,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ class BootMode(enum.Enum):
     SQUASHFS = "squashfs"  # NAME-kernel + NAME-squashfs.img or NAME-erofs.img (+ initrd, cmdline)
     ISO = "iso"  # NAME.iso, or kernel+iso: NAME-kernel + NAME-initrd.img + NAME-cmdline + NAME.iso
     DISK = "disk"  # a bootable disk image (raw, qcow2, vmdk, vhd, vhdx)
+    NETWORK = "network"  # nothing local: the NIC's iPXE boots from the network (--netboot)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +107,7 @@ class RunConfig:
     firmware: Path | None = None
     detach: bool = False
     devices: tuple[str, ...] = ()  # extra ``-device`` arguments, passed through
+    netboot_url: str | None = None  # the iPXE script a network boot chains to (user networking)
 
 
 _SIZE = re.compile(r"^(\d+)([GgMm]?)$")
@@ -182,3 +185,34 @@ def parse_console(text: str) -> Console:
     if kind == "file" and rest:
         return Console(kind="file", path=Path(rest))
     raise UsageError(f"invalid --console {text!r}", hint="use stdio, file:PATH or none")
+
+
+# How a guest on QEMU's user network reaches the host's loopback address.
+USER_NET_HOST = "10.0.2.2"
+
+
+def parse_netboot_url(text: str, networking: Networking) -> str | None:
+    """``--netboot [URL]``: the script URL as the guest sees it. With user networking a URL is
+    required, and a loopback host (what ``distrokit serve`` prints) becomes 10.0.2.2; on a tap
+    or bridge there is none (the LAN's PXE service answers the NIC)."""
+    if networking.mode is NetMode.NONE:
+        raise UsageError("--netboot needs a network", hint="use --networking user, tap or bridge")
+    if not text:
+        if networking.mode is NetMode.USER:
+            raise UsageError(
+                "--netboot with user networking needs the script's URL",
+                hint="e.g. --netboot http://127.0.0.1:8080/boot.ipxe (from distrokit serve)",
+            )
+        return None
+    if networking.mode is not NetMode.USER:
+        raise UsageError(
+            f"--netboot URL only works with user networking, not {networking.mode.value}",
+            hint="on a tap or bridge the LAN's PXE service (distrokit serve --pxe) answers",
+        )
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https", "tftp") or not parts.hostname or " " in text:
+        raise UsageError(f"invalid --netboot URL {text!r}", hint="use http://HOST:PORT/NAME.ipxe")
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        netloc = USER_NET_HOST + (f":{parts.port}" if parts.port else "")
+        text = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return text

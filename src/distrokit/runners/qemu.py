@@ -71,7 +71,16 @@ _WHAT = {
     BootMode.SQUASHFS: "a squashfs or erofs root",
     BootMode.ISO: "an ISO",
     BootMode.DISK: "a disk image",
+    BootMode.NETWORK: "from the network",
 }
+
+# The virtio NIC's option ROM: iPXE for BIOS and UEFI in one image, which QEMU loads by
+# default from Debian's ipxe-qemu. Naming it in romfile= would stop QEMU from patching the
+# ROM's PCI ids to the device's, and SeaBIOS then skips it.
+IPXE_ROM = Path("/usr/lib/ipxe/qemu/efi-virtio.rom")
+IPXE_ROM_PACKAGE = "ipxe-qemu"
+NETBOOT_TFTP = "tftp"  # in the state dir: QEMU's TFTP root for user networking
+NETBOOT_FILE = "netboot.ipxe"  # the boot file there: a script that chains to the URL
 
 
 # PCI-only devices commonly passed with --device (besides every "*-pci" one).
@@ -216,11 +225,16 @@ def _net_args(run: RunConfig, facts: HostFacts, bus: str) -> list[str]:
         netdev = "user,id=net0" + "".join(
             f",hostfwd={p.protocol}::{p.host_port}-:{p.guest_port}" for p in run.publish
         )
+        if run.source.mode is BootMode.NETWORK:
+            # QEMU's own DHCP names the boot file and its TFTP serves it to the NIC's iPXE
+            netdev += f",tftp={run.state_dir / NETBOOT_TFTP},bootfile={NETBOOT_FILE}"
     elif net.mode is NetMode.TAP:
         netdev = f"tap,id=net0,ifname={net.name},script=no,downscript=no"
     else:
         netdev = f"bridge,id=net0,br={net.name}"
     device = f"virtio-net-{bus},netdev=net0" + (f",mac={facts.mac}" if facts.mac else "")
+    if run.source.mode is BootMode.NETWORK:
+        device += ",bootindex=0"
     return ["-netdev", netdev, "-device", device]
 
 
@@ -230,6 +244,11 @@ def check(run: RunConfig) -> str:
         raise UsageError(f"unsupported --arch {run.arch}", hint=f"use one of {', '.join(ARCHES)}")
     if run.publish and run.networking.mode is not NetMode.USER:
         raise UsageError("--publish only works with --networking user")
+    if run.source.mode is BootMode.NETWORK:
+        if run.networking.mode is NetMode.NONE:
+            raise UsageError("a network boot needs a network", hint="use --networking user")
+        if run.networking.mode is NetMode.USER and not run.netboot_url:
+            raise UsageError("a network boot on user networking needs the script's URL")
     return pick_machine(run)
 
 
@@ -274,6 +293,8 @@ def prepare(host: Host, run: RunConfig) -> tuple[RunConfig, HostFacts]:
         state.write_data_iso(state_dir, run.data)
     if run.uefi:
         state.ovmf_vars(state_dir)
+    if run.source.mode is BootMode.NETWORK:
+        _prepare_netboot(run)
     mac = state.mac_address(state_dir) if run.networking.mode is not NetMode.NONE else None
     kernel = run.source.kernel
     if run.arch != host_arch():
@@ -294,6 +315,17 @@ def prepare(host: Host, run: RunConfig) -> tuple[RunConfig, HostFacts]:
         machine=machine,
     )
     return replace(run, disks=disks), facts
+
+
+def _prepare_netboot(run: RunConfig) -> None:
+    """Check the NIC's iPXE ROM is there; write the TFTP boot file that chains to the URL."""
+    if not IPXE_ROM.is_file():
+        hint = f"install it with: apt-get install {IPXE_ROM_PACKAGE}"
+        raise RunError(f"iPXE ROM {IPXE_ROM} not found", hint=hint)
+    if run.networking.mode is NetMode.USER and run.netboot_url:
+        tftp = run.state_dir / NETBOOT_TFTP
+        tftp.mkdir(exist_ok=True)
+        (tftp / NETBOOT_FILE).write_text(f"#!ipxe\n\nchain {run.netboot_url}\n")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
