@@ -1,8 +1,7 @@
 """tar entries -> newc cpio initramfs, compressed in parallel, with a per-part segment cache.
 
-The cpio follows LinuxKit's ``initrd.CopySplitTar`` (section 2.6): newc records, inode numbers
-from 721, nlink 1 (2 for directories), dev 3/1, hard links turned into relative symlinks, one
-``TRAILER!!!`` and the archive padded to 512 bytes.
+The records are `distrokit.formats.cpio`'s (LinuxKit's ``initrd.CopySplitTar``, section 2.6):
+one ``TRAILER!!!`` ends the archive, padded to 512 bytes.
 
 Speed: the stream is cut at entry boundaries into ~4 MiB chunks that are compressed on every
 core as independent gzip members (or zstd frames); the kernel's initramfs unpacker decodes
@@ -26,10 +25,7 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import shutil
-import stat
-import tarfile
 import tempfile
 import time
 from collections import deque
@@ -43,32 +39,20 @@ import zstandard
 from zlib_ng import zlib_ng
 
 from distrokit.errors import BuildError
+from distrokit.formats.cpio import CpioEncoder, pad4, trailer
 from distrokit.tarstream import Entry
 
 log = logging.getLogger(__name__)
 
-FIRST_INODE = 721
 CHUNK = 4 << 20
 # Entries larger than this are compressed as a stream of their own instead of buffered.
 BIG_ENTRY = 16 << 20
-TRAILER = "TRAILER!!!"
 COMPRESSIONS = ("gzip", "zstd", "none")
 DEFAULT_LEVELS = {"gzip": 5, "zstd": 3, "none": 0}
 # Segments not used for this long are deleted after a build.
 PRUNE_AFTER_DAYS = 14
 # Bumped whenever the bytes of a segment for the same inputs would change.
 SEGMENT_FORMAT = 1
-
-_TYPE_BITS = {
-    tarfile.REGTYPE: stat.S_IFREG,
-    tarfile.AREGTYPE: stat.S_IFREG,
-    tarfile.DIRTYPE: stat.S_IFDIR,
-    tarfile.SYMTYPE: stat.S_IFLNK,
-    tarfile.LNKTYPE: stat.S_IFLNK,
-    tarfile.CHRTYPE: stat.S_IFCHR,
-    tarfile.BLKTYPE: stat.S_IFBLK,
-    tarfile.FIFOTYPE: stat.S_IFIFO,
-}
 
 
 @dataclass(frozen=True)
@@ -122,90 +106,6 @@ class _Identity:
 
     def flush(self) -> bytes:
         return b""
-
-
-def _field(value: int) -> bytes:
-    return b"%08X" % (value & 0xFFFFFFFF)
-
-
-def _pad4(length: int) -> bytes:
-    return b"\0" * (-length % 4)
-
-
-def cpio_header(
-    name: str,
-    mode: int,
-    *,
-    ino: int,
-    uid: int = 0,
-    gid: int = 0,
-    nlink: int = 1,
-    mtime: int = 0,
-    size: int = 0,
-    rdev: tuple[int, int] = (0, 0),
-) -> bytes:
-    """One newc header with its NUL-terminated, 4-byte padded name."""
-    encoded = name.encode("utf-8", "surrogateescape") + b"\0"
-    fields = (
-        ino,
-        mode,
-        uid,
-        gid,
-        nlink,
-        max(0, mtime),
-        size,
-        3,
-        1,
-        rdev[0],
-        rdev[1],
-        len(encoded),
-        0,
-    )
-    head = b"070701" + b"".join(_field(f) for f in fields) + encoded
-    return head + _pad4(len(head))
-
-
-def trailer(ino: int = 0) -> bytes:
-    """The ``TRAILER!!!`` record."""
-    return cpio_header(TRAILER, 0, ino=ino, nlink=1)
-
-
-class CpioEncoder:
-    """Turns tar entries into newc records; keeps the running inode number."""
-
-    def __init__(self, first_inode: int = FIRST_INODE) -> None:
-        self.inode = first_inode
-
-    def header(self, info: tarfile.TarInfo) -> tuple[bytes, bytes | None]:
-        """The record header for `info` and, for links, the link target as data."""
-        kind = _TYPE_BITS.get(info.type)
-        if kind is None:
-            raise BuildError(
-                f"cannot convert tar file: {info.name} has unsupported type {info.type!r}"
-            )
-        link: bytes | None = None
-        size = info.size if kind == stat.S_IFREG else 0
-        if info.type == tarfile.LNKTYPE:
-            # As LinuxKit: a hard link becomes a symlink relative to the link's directory.
-            rel = posixpath.relpath(info.linkname, posixpath.dirname(info.name) or ".")
-            link = rel.encode("utf-8", "surrogateescape")
-        elif info.type == tarfile.SYMTYPE:
-            link = info.linkname.encode("utf-8", "surrogateescape")
-        if link is not None:
-            size = len(link)
-        head = cpio_header(
-            info.name.rstrip("/") or ".",
-            kind | (info.mode & 0o7777),
-            ino=self.inode,
-            uid=info.uid,
-            gid=info.gid,
-            nlink=2 if kind == stat.S_IFDIR else 1,
-            mtime=int(info.mtime),
-            size=size,
-            rdev=(info.devmajor, info.devminor) if kind in (stat.S_IFCHR, stat.S_IFBLK) else (0, 0),
-        )
-        self.inode += 1
-        return head, link
 
 
 class CompressingSink:
@@ -263,9 +163,9 @@ class CompressingSink:
                 raise BuildError(f"{what} ended early")
             left -= len(piece)
             self.out.write(streamer.compress(piece))
-        self.out.write(streamer.compress(_pad4(size)))
+        self.out.write(streamer.compress(pad4(size)))
         self.out.write(streamer.flush())
-        self.raw_length += len(head) + size + len(_pad4(size))
+        self.raw_length += len(head) + size + len(pad4(size))
 
 
 def encode_entries(entries: Iterable[Entry], encoder: CpioEncoder, sink: CompressingSink) -> int:
@@ -276,7 +176,7 @@ def encode_entries(entries: Iterable[Entry], encoder: CpioEncoder, sink: Compres
         head, link = encoder.header(info)
         count += 1
         if link is not None:
-            sink.write(head + link + _pad4(len(link)))
+            sink.write(head + link + pad4(len(link)))
         elif info.isreg() and info.size:
             if entry.data is None:
                 raise BuildError(f"tar entry {info.name} has no data")
@@ -289,7 +189,7 @@ def encode_entries(entries: Iterable[Entry], encoder: CpioEncoder, sink: Compres
             # Separate pieces: joined once per chunk, not copied per entry.
             sink.write(head)
             sink.write(body)
-            sink.write(_pad4(info.size))
+            sink.write(pad4(info.size))
         else:
             sink.write(head)
         sink.boundary()

@@ -22,12 +22,14 @@ import gzip
 import lzma
 import re
 import shutil
+import stat
 import tarfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from distrokit.errors import BuildError
+from distrokit.formats.cpio import cpio_header, pad4, trailer
 from distrokit.formats.disk import BootFiles, atomic_output
 from distrokit.formats.registry import BuildSettings
 from distrokit.host import Host
@@ -113,24 +115,23 @@ exec switch_root /root "$init"
 
 @dataclass
 class _Newc:
-    """A minimal newc cpio writer: the root finder is a handful of small files, so it is
-    built in memory, independent of the system initrd's streaming writer."""
+    """The root finder's cpio: a handful of small files, built in memory from the project's
+    newc records (the system initrd streams its own through the same encoder)."""
 
     out: bytearray = field(default_factory=bytearray)
     ino: int = 721
     epoch: int = 0
 
     def entry(self, name: str, mode: int, data: bytes = b"") -> None:
-        nlink = 2 if mode & 0o170000 == 0o040000 else 1
-        values = (self.ino, mode, 0, 0, nlink, self.epoch, len(data), 3, 1, 0, 0, len(name) + 1, 0)
-        self.out += b"070701" + b"".join(b"%08X" % v for v in values) + name.encode() + b"\0"
-        self.out += b"\0" * (-len(self.out) % 4) + data
-        self.out += b"\0" * (-len(self.out) % 4)
+        nlink = 2 if stat.S_ISDIR(mode) else 1
+        self.out += cpio_header(
+            name, mode, ino=self.ino, nlink=nlink, mtime=self.epoch, size=len(data)
+        )
+        self.out += data + pad4(len(data))
         self.ino += 1
 
     def finish(self) -> bytes:
-        self.ino = 0
-        self.entry("TRAILER!!!", 0)
+        self.out += trailer(mtime=self.epoch)
         return bytes(self.out.ljust(-(-len(self.out) // 512) * 512, b"\0"))
 
 

@@ -14,9 +14,9 @@ import zstandard
 from buildfix import MTIME, F, Images, config_from, new_images, parse_cpio, run_build
 
 from distrokit.errors import BuildError
+from distrokit.formats.cpio import FIRST_INODE
 from distrokit.formats.initrd import (
     CHUNK,
-    FIRST_INODE,
     Compression,
     InitrdWriter,
     SegmentCache,
