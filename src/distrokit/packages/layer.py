@@ -22,8 +22,8 @@ EntryKind = Literal["file", "dir", "symlink"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Entry:
-    """One planned member: a file (from `source` or `data`), a directory or a symlink."""
+class Member:
+    """One planned member of a package layer (not a tar stream entry): a file (from `source` or `data`), a directory or a symlink."""
 
     kind: EntryKind
     mode: int = 0o644
@@ -32,16 +32,16 @@ class Entry:
     target: str = ""
 
 
-def entry_from_disk(path: Path, mode: int | None = None) -> Entry:
+def member_from_disk(path: Path, mode: int | None = None) -> Member:
     """An entry copying what is at `path` (not following a final symlink)."""
     st = path.lstat()
     if stat.S_ISLNK(st.st_mode):
-        return Entry(kind="symlink", target=str(path.readlink()), mode=0o777)
+        return Member(kind="symlink", target=str(path.readlink()), mode=0o777)
     if stat.S_ISDIR(st.st_mode):
-        return Entry(kind="dir", mode=mode if mode is not None else stat.S_IMODE(st.st_mode))
+        return Member(kind="dir", mode=mode if mode is not None else stat.S_IMODE(st.st_mode))
     if stat.S_ISREG(st.st_mode):
         perm = mode if mode is not None else stat.S_IMODE(st.st_mode)
-        return Entry(kind="file", source=path, mode=perm)
+        return Member(kind="file", source=path, mode=perm)
     raise PackageError(f"{path}: only files, directories and symlinks can go into a package")
 
 
@@ -50,9 +50,9 @@ def _normal(path: str) -> str:
     return clean.lstrip("/")
 
 
-def write_tar(entries: Mapping[str, Entry], out: IO[bytes], mtime: int) -> None:
+def write_tar(entries: Mapping[str, Member], out: IO[bytes], mtime: int) -> None:
     """Write `entries` (absolute image path -> entry) as a deterministic tar to `out`."""
-    planned: dict[str, Entry] = {}
+    planned: dict[str, Member] = {}
     for path, entry in entries.items():
         name = _normal(path)
         if not name:
@@ -60,14 +60,14 @@ def write_tar(entries: Mapping[str, Entry], out: IO[bytes], mtime: int) -> None:
         planned[name] = entry
         parent = posixpath.dirname(name)
         while parent and parent not in planned:
-            planned[parent] = Entry(kind="dir", mode=0o755)
+            planned[parent] = Member(kind="dir", mode=0o755)
             parent = posixpath.dirname(parent)
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(planned):
             _add(tar, name, planned[name], mtime)
 
 
-def _add(tar: tarfile.TarFile, name: str, entry: Entry, mtime: int) -> None:
+def _add(tar: tarfile.TarFile, name: str, entry: Member, mtime: int) -> None:
     info = tarfile.TarInfo(name)
     info.mtime = mtime
     info.uid = info.gid = 0

@@ -19,10 +19,10 @@ from distrokit.env import source_date_epoch
 from distrokit.errors import PackageError
 from distrokit.packages.buildyml import ArchiveSpec, ConcatSpec, DebianSpec, PathSpec
 from distrokit.packages.elf import library_closure
-from distrokit.packages.layer import Entry, entry_from_disk, write_tar
+from distrokit.packages.layer import Member, member_from_disk, write_tar
 from distrokit.packages.tag import PackageInfo
 
-Plan = dict[str, Entry]
+Plan = dict[str, Member]
 
 
 def plan_debian_image(
@@ -37,28 +37,28 @@ def plan_debian_image(
     """Select from `staging` per `spec` and write the layer tar to `layer`."""
     plan: Plan = {}
     for path in sorted(library_closure(staging, spec.binaries)):
-        plan[path] = entry_from_disk(staging / path.lstrip("/"))
+        plan[path] = member_from_disk(staging / path.lstrip("/"))
     for path_spec in spec.paths:
         _add_paths(plan, staging, path_spec)
     mtime = source_date_epoch(default=0)  # package layers: the epoch, as image builders do
     for index, archive in enumerate(spec.archives):
         tar_path = work / f"archive-{index}.tar"
         _write_archive(staging, archive, tar_path, mtime)
-        plan[archive.dst] = Entry(kind="file", source=tar_path, mode=0o644)
+        plan[archive.dst] = Member(kind="file", source=tar_path, mode=0o644)
     for copy in spec.copy:
         what = f"{pkg.path}: copy {copy.src}"
         _add_tree(plan, pkg.path / copy.src, copy.dst, copy.mode, what, normalize=True)
     for index, concat in enumerate(spec.concat):
         joined = work / f"concat-{index}"
         _concat(staging, concat, joined)
-        plan[concat.dst] = Entry(kind="file", source=joined, mode=0o644)
+        plan[concat.dst] = Member(kind="file", source=joined, mode=0o644)
     for link, target in spec.symlinks:
-        plan[link] = Entry(kind="symlink", target=target)
+        plan[link] = Member(kind="symlink", target=target)
     for directory in spec.mkdir:
-        plan[directory] = Entry(kind="dir", mode=0o755)
+        plan[directory] = Member(kind="dir", mode=0o755)
     if versions:
         listing = "".join(f"{v}\n" for v in versions).encode()
-        plan[f"/usr/share/distrokit/{pkg.spec.image}.packages"] = Entry(kind="file", data=listing)
+        plan[f"/usr/share/distrokit/{pkg.spec.image}.packages"] = Member(kind="file", data=listing)
     with layer.open("wb") as out:
         write_tar(plan, out, mtime)
 
@@ -105,7 +105,7 @@ def _add_tree(
     if not src.exists() and not src.is_symlink():
         raise PackageError(f"{what}: {src} does not exist")
     top_mode = mode if mode is not None else (_git_mode(src) if normalize else None)
-    plan[dst] = entry_from_disk(src, top_mode)
+    plan[dst] = member_from_disk(src, top_mode)
     if src.is_symlink() or not src.is_dir():
         return
     for dirpath, dirnames, filenames in os.walk(src):
@@ -114,7 +114,7 @@ def _add_tree(
         for name in [*dirnames, *sorted(filenames)]:
             full = base / name
             rel = full.relative_to(src)
-            entry = entry_from_disk(full, _git_mode(full) if normalize else None)
+            entry = member_from_disk(full, _git_mode(full) if normalize else None)
             plan[posixpath.join(dst, rel.as_posix())] = entry
 
 
@@ -130,7 +130,7 @@ def _write_archive(staging: Path, spec: ArchiveSpec, out: Path, mtime: int) -> N
             full = base / name
             rel = full.relative_to(root).as_posix()
             if spec.include is None or any(fnmatch.fnmatch(rel, p) for p in spec.include):
-                plan["/" + full.relative_to(staging).as_posix()] = entry_from_disk(full)
+                plan["/" + full.relative_to(staging).as_posix()] = member_from_disk(full)
     if not plan:
         raise PackageError(f"debian.archives: nothing under {spec.src} matches {spec.include}")
     with out.open("wb") as f:

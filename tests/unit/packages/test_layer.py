@@ -11,10 +11,10 @@ import pytest
 
 from distrokit.errors import PackageError
 from distrokit.packages.elf import resolve
-from distrokit.packages.layer import Entry, entry_from_disk, write_tar
+from distrokit.packages.layer import Member, member_from_disk, write_tar
 
 
-def _tar(entries: dict[str, Entry], mtime: int = 0) -> bytes:
+def _tar(entries: dict[str, Member], mtime: int = 0) -> bytes:
     out = io.BytesIO()
     write_tar(entries, out, mtime)
     return out.getvalue()
@@ -26,9 +26,9 @@ def test_sorted_with_parents_fixed_owner_and_mtime(tmp_path: Path) -> None:
     src.chmod(0o750)
     data = _tar(
         {
-            "/usr/bin/x": entry_from_disk(src),
-            "/a/link": Entry(kind="symlink", target="../usr/bin/x"),
-            "/etc/conf": Entry(kind="file", data=b"k=v\n", mode=0o600),
+            "/usr/bin/x": member_from_disk(src),
+            "/a/link": Member(kind="symlink", target="../usr/bin/x"),
+            "/etc/conf": Member(kind="file", data=b"k=v\n", mode=0o600),
         },
         mtime=1234,
     )
@@ -47,7 +47,7 @@ def test_sorted_with_parents_fixed_owner_and_mtime(tmp_path: Path) -> None:
 def test_same_inputs_same_bytes_whatever_the_order(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"1")
     (tmp_path / "b").write_bytes(b"2")
-    one = {"/x/a": entry_from_disk(tmp_path / "a"), "/x/b": entry_from_disk(tmp_path / "b")}
+    one = {"/x/a": member_from_disk(tmp_path / "a"), "/x/b": member_from_disk(tmp_path / "b")}
     two = dict(reversed(list(one.items())))
     assert hashlib.sha256(_tar(one)).digest() == hashlib.sha256(_tar(two)).digest()
     assert _tar(one, mtime=0) != _tar(one, mtime=1)
@@ -59,7 +59,7 @@ def test_special_files_refused(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     with pytest.raises(PackageError, match="only files, directories and symlinks"):
-        entry_from_disk(fifo)
+        member_from_disk(fifo)
 
 
 def test_resolve_follows_symlinks_inside_the_tree(tmp_path: Path) -> None:
