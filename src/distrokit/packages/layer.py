@@ -23,7 +23,8 @@ EntryKind = Literal["file", "dir", "symlink"]
 
 @dataclass(frozen=True, kw_only=True)
 class Member:
-    """One planned member of a package layer (not a tar stream entry): a file (from `source` or `data`), a directory or a symlink."""
+    """One planned member of a package layer: a file (from `source` or `data`), a directory
+    or a symlink. (A tar stream's entries are `distrokit.tarstream.Entry`.)"""
 
     kind: EntryKind
     mode: int = 0o644
