@@ -22,8 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.cli import main
 from distrokit.host import Host
 from distrokit.oci.cache import Cache

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 from guest import Boot, start
 from hosts_systems import Ssh, build_images, build_system, keypair, system_yaml
+from hosttools import require_tools
 from registry import Registry, free_port
-
-from conftest import require_tools
 
 BOOT_TIMEOUT = 180.0
 INIT_DONE = "distrokit: init done"

@@ -14,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from guest import start
+from hosttools import require_tools
 from minimal_system import SERVICES, build_minimal_system, free_port, wait_http
-
-from conftest import require_tools
 
 
 def _task_table(text: str) -> dict[str, str]:

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 from guest import Boot
+from hosttools import require_tools
 from netboot_system import FULL_MARKER, NAME, build_netboot_system
-
-from conftest import require_tools
 
 TIMEOUT = 240.0
 TCG = ("--accel", "tcg", "--mem", "512")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 from guest import MARKER, Boot, make_guest, make_iso, start
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.runners import state
 
 BOOT_TIMEOUT = 120.0

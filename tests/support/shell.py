@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from conftest import require_tools
+from hosttools import require_tools
 
 PKG = Path(__file__).resolve().parents[2] / "pkg"
 BUSYBOX = "/bin/busybox"

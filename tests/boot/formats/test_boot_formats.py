@@ -20,8 +20,8 @@ from pathlib import Path
 import fmt_system
 import pytest
 from guest import Boot, start
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.formats.disk import BootFiles
 
 TIMEOUT = 150.0

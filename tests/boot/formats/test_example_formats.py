@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 from guest import Boot, start
+from hosttools import require_tools
 from minimal_system import build_minimal_system
 
-from conftest import require_tools
 from distrokit.formats.bootable import bootable_formats
 
 MARKER = "distrokit: onboot formatmarker: exited 0"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import fmt_system
 import pytest
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.formats import bootable, registry
 from distrokit.formats.disk import BootFiles, file_sha256
 from distrokit.host import Host

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hosttools import image_members, require_tools
 
-from conftest import image_members, require_tools
 from distrokit.cli import main
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform

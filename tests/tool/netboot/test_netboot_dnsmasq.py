@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.netboot import pxe
 
 CLIENT = Path(__file__).with_name("pxe_client.py")

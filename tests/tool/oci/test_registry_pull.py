@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from hosttools import require_tools
 from registry import PASSWORD, USERNAME, Registry, make_layer, start_registry
 
-from conftest import require_tools
 from distrokit.cli import main
 from distrokit.errors import CacheError, RegistryError
 from distrokit.oci.cache import Cache

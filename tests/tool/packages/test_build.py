@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hosttools import image_members, require_tools
 
-from conftest import image_members, require_tools
 from distrokit.cli import main
 from distrokit.errors import PackageError
 from distrokit.host import Host

@@ -14,8 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from conftest import require_tools
+from hosttools import require_tools
 
 LIB = Path(__file__).resolve().parents[3] / "pkg" / "init" / "lib.sh"
 

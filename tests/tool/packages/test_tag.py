@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.cli import main
 from distrokit.host import Host
 from distrokit.packages.tag import TagOptions, show_tag

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.errors import RunError, UsageError
 from distrokit.host import Host
 from distrokit.runners import accel, pvh, qemu, state

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from buildfix import F, Images, new_images
+from hosttools import require_tools
 
-from conftest import require_tools
 from distrokit.cli import main
 from distrokit.host import Host
 

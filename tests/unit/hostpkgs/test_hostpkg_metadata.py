@@ -7,9 +7,9 @@ import stat
 import subprocess
 from pathlib import Path
 
+from hosttools import require_tools
 from shell import PKG, Machine, machine, run_script
 
-from conftest import require_tools
 from distrokit.runners import state
 
 SCRIPT = PKG / "metadata" / "metadata.sh"

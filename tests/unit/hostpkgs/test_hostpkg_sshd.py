@@ -5,9 +5,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from hosttools import require_tools
 from shell import PKG, run_script
-
-from conftest import require_tools
 
 SCRIPT = PKG / "sshd" / "start-sshd"
 LIB = "DK_SSHD_LIB"
