@@ -3,35 +3,40 @@
 `build.yml` is decoded strictly (unknown keys rejected, as LinuxKit's strict decoder does), and
 every problem is reported at once with the file, line, column and YAML path, plus a
 "did you mean" for misspelt keys. The helpers here collect problems instead of raising at the
-first one; `Reader.finish()` raises one `ConfigError` with all of them.
+first one; `Reader.finish()` raises one `ConfigError` with all of them. Positions and
+suggestions are the LinuxKit YAML reader's (`distrokit.config.nodes.Context`,
+`distrokit.config.rules.did_you_mean`), so both kinds of file report problems alike; the
+schema-driven reader of `config/` is for LinuxKit's large schema, this imperative one for
+build.yml's few keys.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from distrokit.config.nodes import Context
+from distrokit.config.rules import did_you_mean
 from distrokit.errors import ConfigError
 
 
-@dataclass
 class Reader:
     """Collects problems while a document is read; `finish` raises them together."""
 
-    file: str
-    problems: list[str] = field(default_factory=list)
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self._ctx = Context(file, record_refs=False)
+        self.problems = self._ctx.problems
 
     def where(self, node: yaml.Node, path: str) -> str:
-        mark = node.start_mark
-        return f"{self.file}:{mark.line + 1}:{mark.column + 1}: {path or '<document>'}"
+        """``file:line:col: path`` for messages (1-based)."""
+        return self._ctx.where(node, path)
 
     def problem(self, node: yaml.Node, path: str, message: str) -> None:
         """Record one problem at `node`."""
-        self.problems.append(f"{self.where(node, path)}: {message}")
+        self._ctx.error(node, path, message)
 
     def finish(self) -> None:
         """Raise every recorded problem as one `ConfigError`."""
@@ -62,8 +67,8 @@ class Reader:
             if key in out:
                 self.problem(key_node, sub, "duplicate key")
             elif key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                close = did_you_mean(key, known)
+                hint = f" (did you mean '{close}'?)" if close else ""
                 self.problem(key_node, sub, f"unknown key{hint}")
             else:
                 out[key] = value
