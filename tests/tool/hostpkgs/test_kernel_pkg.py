@@ -1,0 +1,69 @@
+"""pkg/kernel: the modules a distrokit system needs on QEMU and on vSphere are in /kernel.tar,
+each with the modules it depends on (read from the module's own ``depends=``)."""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+from hosttools import require_tools
+
+from distrokit.cli import main
+from distrokit.oci.cache import Cache
+from distrokit.oci.image import host_platform
+
+PKG = Path(__file__).resolve().parents[3] / "pkg"
+REF = "distrokit/kernel:kernel-tool-test"
+# virtio (QEMU), e1000, and vSphere's virtual hardware: pvscsi disks, vmxnet3 NIC, IDE CD-ROM
+WANTED = ("virtio_blk", "virtio_net", "virtio_scsi", "e1000", "vmw_pvscsi", "vmxnet3",
+          "ata_piix", "sr_mod", "sd_mod", "ext4", "isofs", "squashfs", "overlay")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Module name -> .ko bytes from the built package's /kernel.tar."""
+    require_tools("apt-get", "apt-cache", "dpkg-deb")
+    cache_dir = tmp_path_factory.mktemp("kernel-images")
+    args = ["pkg", "build", "--hash", "kernel-tool-test", "--cache", str(cache_dir)]
+    assert main([*args, str(PKG / "kernel")]) == 0
+    image = Cache(cache_dir).image(REF, host_platform())
+    inner = None
+    for layer in image.layers:
+        with tarfile.open(image.blob_path(layer), mode="r:gz") as tar:
+            for member in tar:
+                if member.name.lstrip("./") == "kernel.tar":
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    inner = extracted.read()
+    assert inner is not None, "the kernel package has no /kernel.tar"
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
+        for member in tar:
+            if member.isfile() and member.name.endswith(".ko"):
+                data = tar.extractfile(member)
+                assert data is not None
+                out[Path(member.name).name.removesuffix(".ko").replace("-", "_")] = data.read()
+    return out
+
+
+def _depends(ko: bytes) -> list[str]:
+    match = re.search(rb"(?:^|\0)depends=([^\0]*)\0", ko)
+    names = match.group(1).decode().split(",") if match else []
+    return [n.replace("-", "_") for n in names if n]
+
+
+def test_the_needed_modules_are_shipped(modules: dict[str, bytes]) -> None:
+    missing = [name for name in WANTED if name not in modules]
+    assert not missing, f"not in /kernel.tar: {missing}"
+
+
+def test_every_shipped_module_has_its_dependencies(modules: dict[str, bytes]) -> None:
+    lacking = {
+        name: [dep for dep in _depends(ko) if dep not in modules]
+        for name, ko in modules.items()
+        if any(dep not in modules for dep in _depends(ko))
+    }
+    assert lacking == {}
