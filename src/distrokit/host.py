@@ -79,6 +79,18 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def terminate(proc: subprocess.Popen[Any], grace: float) -> None:
+    """Stop a program we started: SIGTERM, and SIGKILL if it is still there after `grace`
+    seconds; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _search_path() -> str:
     # sbin directories hold mke2fs, sfdisk and friends; a non-root PATH often lacks them.
     path = os.environ.get("PATH", "")

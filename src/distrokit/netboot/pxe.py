@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distrokit.errors import DistrokitError, UsageError
-from distrokit.host import Host
+from distrokit.host import Host, terminate
 
 DNSMASQ = "dnsmasq"
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -204,13 +204,7 @@ class PxeServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, 5)
         if self._reader is not None:
             self._reader.join(timeout=2)
         if proc.stderr is not None:

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from distrokit.arch import kernel_arch
 from distrokit.errors import RunError, UsageError
-from distrokit.host import Host
+from distrokit.host import Host, terminate
 from distrokit.runners import accel as accel_mod
 from distrokit.runners import pvh, state
 from distrokit.runners.config import BootMode, Console, NetMode, RunConfig
@@ -330,13 +330,7 @@ def _prepare_netboot(run: RunConfig) -> None:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop QEMU cleanly: SIGTERM (QEMU shuts the VM down and exits), then wait."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc, 10)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
