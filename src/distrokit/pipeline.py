@@ -76,7 +76,7 @@ def build(
     store = request.build_cache
     segments = SegmentCache(store / "segments") if store is not None else None
     with tempfile.TemporaryDirectory(prefix="distrokit-build-") as tmp:
-        system = assemble(config, images, Path(tmp), store / "kernels" if store else None)
+        system = assemble(config, images, Path(tmp), store / "kernels" if store else None, cache)
         settings = BuildSettings(
             compression=request.compression,
             segment_cache=segments,

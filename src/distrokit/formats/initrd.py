@@ -57,7 +57,7 @@ DEFAULT_LEVELS = {"gzip": 5, "zstd": 3, "none": 0}
 # Segments not used for this long are deleted after a build.
 PRUNE_AFTER_DAYS = 14
 # Bumped whenever the bytes of a segment for the same inputs would change.
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2
 
 _TYPE_BITS = {
     tarfile.REGTYPE: stat.S_IFREG,
@@ -194,7 +194,8 @@ class CpioEncoder:
         if link is not None:
             size = len(link)
         head = cpio_header(
-            info.name.rstrip("/") or ".",
+            # Names as the tar has them (a directory may end in "/"), as LinuxKit copies them.
+            info.name or ".",
             kind | (info.mode & 0o7777),
             ino=self.inode,
             uid=info.uid,

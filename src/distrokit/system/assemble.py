@@ -19,6 +19,7 @@ from typing import Literal
 
 from distrokit.config.model import Config, Image, Volume
 from distrokit.errors import BuildError, ConfigError
+from distrokit.oci.cache import Cache
 from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage
 from distrokit.reference import expand
@@ -28,9 +29,11 @@ from distrokit.system.container import ContainerSpec, allocate_ids, container_sp
 from distrokit.system.files import file_entries
 from distrokit.system.layers import image_entries, prefix_dirs
 from distrokit.system.ocispec import config_json, dumps, rootfs_mounts, runtime_json
+from distrokit.system.ocivolume import oci_layout_entries
 from distrokit.tarstream import Entry, Origin, directory, generated_mtime, regular
 
 VOLUMES_SOURCE = "linuxkit.volumes"
+EMPTY_SOURCE = "empty"
 SECTIONS = (
     ("onboot", "Add onboot containers:"),
     ("onshutdown", "Add onshutdown containers:"),
@@ -109,45 +112,63 @@ def _kernel_parts(
     if k.image is None:
         return [], None
     image = _need(images, k.image)
-    ident = f"{image.digest}:{k.binary}:{k.ucode}"
+    tar = kernel_mod.tar_name(k.tar)
+    ident = f"v2:{image.digest}:{k.binary}:{k.ucode}:{tar}"
     cached_dir = None
     if store is not None:
         cached_dir = store / hashlib.sha256(ident.encode()).hexdigest()
     found = kernel_mod.load_parts(cached_dir) if cached_dir is not None else None
     if found is None:
-        found = kernel_mod.extract_files(image, k.binary, k.ucode, workdir)
+        found = kernel_mod.extract_files(image, k.binary, k.ucode, workdir, tar)
         if cached_dir is not None:
             _save_kernel(found, cached_dir)
-    parts_found = found
     origin = Origin(expand(k.image), "kernel")
     cmdline = k.cmdline or ""
-
-    def boot() -> Iterator[Entry]:
-        yield directory("boot", origin)
-        yield regular("boot/cmdline", cmdline.encode(), origin, mode=0o644)
-        for name, f in (
-            ("boot/kernel", parts_found.binary),
-            ("boot/ucode.cpio", parts_found.ucode),
-        ):
-            if f is None:
-                continue
-            with f.path.open("rb") as stream:
-                entry = regular(name, b"", origin, mode=f.mode, mtime=f.mtime)
-                entry.info.size = f.size
-                yield Entry(entry.info, stream)
-
-    out = [Part("boot", "kernel", boot, None, (f"Extract kernel image: {expand(k.image)}",))]
-    tar = kernel_mod.tar_name(k.tar)
-    if tar is not None:
-        out.append(
-            Part(
-                "image",
-                "kernel",
-                lambda: kernel_mod.module_entries(image, tar, origin),
-                f"kernel-tar:{image.digest}:{tar}",
-            )
-        )
+    message = (f"Extract kernel image: {expand(k.image)}",)
+    out: list[Part] = []
+    boot_made = False
+    # LinuxKit writes the kernel, the module tar and the microcode where the image has them;
+    # boot/ comes with the first of kernel and microcode. Generated times are LinuxKit's.
+    for item in found.order:
+        if item == "tar" and tar is not None:
+            out.append(_module_part(image, tar, origin))
+        elif item in ("kernel", "ucode"):
+            entries = _boot_entries(item, found, cmdline, origin, with_dir=not boot_made)
+            boot_made = True
+            out.append(Part("boot", "kernel", entries, None))
+    if tar is not None and "tar" not in found.order:
+        raise BuildError(f"did not find kernel tar {tar} in kernel image {expand(k.image)}")
+    first = out[0]
+    out[0] = replace(first, messages=message)
     return out, found
+
+
+def _module_part(image: CachedImage, tar: str, origin: Origin) -> Part:
+    return Part(
+        "image",
+        "kernel",
+        lambda: kernel_mod.module_entries(image, tar, origin),
+        f"kernel-tar:v2:{image.digest}:{tar}",
+    )
+
+
+def _boot_entries(
+    item: str, found: kernel_mod.KernelParts, cmdline: str, origin: Origin, *, with_dir: bool
+) -> Callable[[], Iterator[Entry]]:
+    def entries() -> Iterator[Entry]:
+        if with_dir:
+            yield directory("boot", origin)
+        if item == "kernel":
+            yield regular("boot/cmdline", cmdline.encode(), origin, mode=0o644)
+        f = found.binary if item == "kernel" else found.ucode
+        assert f is not None
+        with f.path.open("rb") as stream:
+            name = "boot/kernel" if item == "kernel" else "boot/ucode.cpio"
+            entry = regular(name, b"", origin, mode=f.mode)
+            entry.info.size = f.size
+            yield Entry(entry.info, stream)
+
+    return entries
 
 
 def _save_kernel(found: kernel_mod.KernelParts, dest: Path) -> None:
@@ -196,24 +217,41 @@ def _watched(dbs: ApkDatabases, part: Part) -> Callable[[], Iterable[Entry]]:
     return lambda: dbs.watch(part.location, part.entries())
 
 
-def _volume_parts(config: Config, images: Mapping[str, CachedImage]) -> list[Part]:
+def _volume_parts(
+    config: Config, images: Mapping[str, CachedImage], cache: Cache | None
+) -> list[Part]:
     parts: list[Part] = [Part("generated", "volumes", _nothing, None, ("Add volumes:",))]
     for i, vol in enumerate(config.volumes):
-        parts.extend(_volume(vol, i, images))
+        parts.extend(_volume(vol, i, images, cache))
     return parts
 
 
-def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[Part]:
+def _volume(
+    vol: Volume, index: int, images: Mapping[str, CachedImage], cache: Cache | None
+) -> list[Part]:
     location = f"volume[{index}]"
     base = f"containers/volumes/{vol.name}/"
-    if vol.format != "filesystem":
-        raise BuildError(
-            f"volume {vol.name}: format '{vol.format}' is not supported yet",
-            hint="use format: filesystem",
-        )
     message = (f"Process volume image: {vol.name}",)
     parts: list[Part] = []
-    if vol.image is not None:
+    if vol.image is None:
+        # LinuxKit names the missing image "empty" in the records of the lower directory.
+        empty = Origin(EMPTY_SOURCE, location)
+        parts.append(
+            Part("generated", location, lambda: prefix_dirs(base + "lower/", empty), None, message)
+        )
+    elif vol.format == "oci":
+        if cache is None:
+            raise BuildError(f"volume {vol.name}: format oci needs the image cache")
+        ref, platforms = vol.image, vol.platforms
+        src = cache
+
+        def layout() -> Iterator[Entry]:
+            origin = Origin(expand(ref), location)
+            yield from prefix_dirs(base + "lower/", origin)
+            yield from oci_layout_entries(src, ref, platforms, base + "lower/", location)
+
+        parts.append(Part("generated", location, layout, None, message))
+    else:
         parts.append(
             _image_part(
                 _need(images, vol.image),
@@ -224,18 +262,15 @@ def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[
                 messages=message,
             )
         )
-        origin = Origin(expand(vol.image), location)
-    else:
-        origin = Origin(VOLUMES_SOURCE, location)
-    empty = vol.image is None
+    origin = Origin(VOLUMES_SOURCE, location)
 
     def rest() -> Iterator[Entry]:
-        if empty:
-            yield from prefix_dirs(base + "lower/", origin)
-        yield from prefix_dirs(base + "tmp/", origin)
-        yield from prefix_dirs(base + "merged/", origin)
+        for sub in ("tmp/", "merged/"):
+            entry = directory(base + sub, origin)
+            entry.info.name = base + sub  # LinuxKit writes these with a trailing slash
+            yield entry
 
-    parts.append(Part("generated", location, rest, None, () if parts else message))
+    parts.append(Part("generated", location, rest, None))
     return parts
 
 
@@ -338,10 +373,12 @@ def assemble(
     images: Mapping[str, CachedImage],
     workdir: Path,
     kernel_store: Path | None = None,
+    cache: Cache | None = None,
 ) -> System:
     """Plan the root tree of `config` from `images` (keyed by the references in the YAML).
 
     The kernel binary/microcode are copied into `workdir` (or reused from `kernel_store`);
+    `cache` is read for volumes written as OCI layouts (their index and blobs);
     everything else is read lazily when a format consumes the parts. Container specs are
     resolved here, so bad labels fail before any output is written.
     """
@@ -350,7 +387,7 @@ def assemble(
     parts = [
         *kernel_parts,
         *_init_parts(config, images),
-        *_volume_parts(config, images),
+        *_volume_parts(config, images, cache),
         *_all_containers(config, images, ids),
         _files_part(config, ids),
     ]

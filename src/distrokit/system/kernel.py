@@ -23,6 +23,10 @@ from distrokit.tarstream import Entry, Origin, set_origin
 
 DEFAULT_BINARY = "kernel"
 DEFAULT_TAR = "kernel.tar"
+# Names LinuxKit appends after the entries of every image, the kernel image included.
+APPENDED_NAMES = frozenset(
+    {"dev", "dev/pts", "dev/shm", "etc", "etc/hosts", "etc/resolv.conf", "proc", "sys"}
+)
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,12 @@ class KernelFile:
 
 @dataclass(frozen=True)
 class KernelParts:
-    """What the build takes from the kernel image."""
+    """What the build takes from the kernel image; `order` is where the kernel binary, the
+    module tar and the microcode stand in the image (LinuxKit writes them in that order)."""
 
     binary: KernelFile
     ucode: KernelFile | None
+    order: tuple[str, ...] = ("kernel", "tar", "ucode")
 
 
 def tar_name(setting: str | None) -> str | None:
@@ -63,25 +69,43 @@ def _copy(entry: Entry, dest: Path) -> KernelFile:
 
 
 def extract_files(
-    image: CachedImage, binary: str | None, ucode: str | None, workdir: Path
+    image: CachedImage,
+    binary: str | None,
+    ucode: str | None,
+    workdir: Path,
+    tar: str | None = DEFAULT_TAR,
 ) -> KernelParts:
     """Copy the kernel binary (and microcode, if asked for) out of `image` into `workdir`.
 
-    Stops reading as soon as both are found.
+    The whole image is read, as LinuxKit reads it: a second entry with the binary's name
+    (LinuxKit also sees the directories it appends after every image) is an error.
     """
     want_binary = clean_name(binary or DEFAULT_BINARY)
     want_ucode = clean_name(ucode) if ucode else None
     found_binary: KernelFile | None = None
     found_ucode: KernelFile | None = None
+    order: list[str] = []
+    seen_binary = 0
     with closing(_image_entries(image)) as entries:
         for entry in entries:
             name = entry.info.name
-            if entry.info.isreg() and name == want_binary:
-                found_binary = _copy(entry, workdir / "kernel")
-            elif entry.info.isreg() and name == want_ucode:
+            if name == want_binary:
+                seen_binary += 1
+                if entry.info.isreg() and found_binary is None:
+                    found_binary = _copy(entry, workdir / "kernel")
+                    order.append("kernel")
+            elif name == tar and "tar" not in order:
+                order.append("tar")
+            elif entry.info.isreg() and name == want_ucode and found_ucode is None:
                 found_ucode = _copy(entry, workdir / "ucode.cpio")
-            if found_binary is not None and (want_ucode is None or found_ucode is not None):
-                break
+                order.append("ucode")
+    if want_binary in APPENDED_NAMES:
+        seen_binary += 1
+    if seen_binary > 1:
+        raise BuildError(
+            f"found more than one possible kernel image in {image.reference}",
+            hint=f"the image has more than one entry named /{want_binary} (kernel.binary)",
+        )
     if found_binary is None:
         raise BuildError(
             f"did not find kernel in kernel image {image.reference}",
@@ -89,7 +113,7 @@ def extract_files(
         )
     if want_ucode is not None and found_ucode is None:
         raise BuildError(f"did not find ucode {want_ucode} in kernel image {image.reference}")
-    return KernelParts(found_binary, found_ucode)
+    return KernelParts(found_binary, found_ucode, tuple(order))
 
 
 def module_entries(image: CachedImage, tar: str, origin: Origin) -> Iterator[Entry]:
@@ -108,10 +132,35 @@ def module_entries(image: CachedImage, tar: str, origin: Origin) -> Iterator[Ent
     raise BuildError(f"did not find kernel tar {tar} in kernel image {image.reference}")
 
 
+class _RawNameInfo(tarfile.TarInfo):
+    """A member that remembers whether its header spelled a directory with a trailing slash,
+    which `tarfile` strips but LinuxKit copies verbatim."""
+
+    slash = False
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _RawNameInfo:
+        obj = super().frombuf(buf, encoding, errors)
+        obj.slash = bytes(buf[:100]).split(b"\0", 1)[0].endswith(b"/")
+        return obj
+
+
+def _verbatim_name(member: tarfile.TarInfo) -> str:
+    raw = member.pax_headers.get("path")
+    if raw is not None:
+        return raw
+    if member.isdir() and isinstance(member, _RawNameInfo) and member.slash:
+        return member.name + "/"
+    return member.name
+
+
 def _inner_entries(data: IO[bytes], origin: Origin, what: str) -> Iterator[Entry]:
     try:
-        with tarfile.open(fileobj=data, mode="r|", bufsize=READ_BUFSIZE) as inner:
+        with tarfile.open(
+            fileobj=data, mode="r|", bufsize=READ_BUFSIZE, tarinfo=_RawNameInfo
+        ) as inner:
             for member in inner:
+                member.name = _verbatim_name(member)
                 set_origin(member, origin)
                 if not member.isreg():
                     member.size = 0
@@ -128,19 +177,20 @@ def save_parts(parts: KernelParts, dest: Path) -> None:
         if part is not None:
             shutil.copyfile(part.path, dest / label)
             meta[label] = [part.mode, part.mtime, part.size]
-    (dest / "meta.json").write_text(json.dumps(meta))
+    (dest / "meta.json").write_text(json.dumps({"files": meta, "order": list(parts.order)}))
 
 
 def load_parts(src: Path) -> KernelParts | None:
     """Parts saved by `save_parts`, or None if absent or incomplete."""
     try:
-        meta = json.loads((src / "meta.json").read_text())
+        saved = json.loads((src / "meta.json").read_text())
         files = {
             label: KernelFile(src / label, int(m[0]), int(m[1]), int(m[2]))
-            for label, m in meta.items()
+            for label, m in saved["files"].items()
         }
         if any(f.path.stat().st_size != f.size for f in files.values()):
             return None
-        return KernelParts(files["kernel"], files.get("ucode.cpio"))
+        order = tuple(str(x) for x in saved["order"])
+        return KernelParts(files["kernel"], files.get("ucode.cpio"), order)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
