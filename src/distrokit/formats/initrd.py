@@ -2,7 +2,8 @@
 
 The cpio follows LinuxKit's ``initrd.CopySplitTar`` (section 2.6): newc records, inode numbers
 from 721, nlink 1 (2 for directories), dev 3/1, hard links turned into relative symlinks, one
-``TRAILER!!!`` and the archive padded to 512 bytes.
+``TRAILER!!!`` (with the next inode number) and the archive padded to 512 bytes, in
+lower-case hex as LinuxKit's cpio writer spells the fields.
 
 Speed: the stream is cut at entry boundaries into ~4 MiB chunks that are compressed on every
 core as independent gzip members (or zstd frames); the kernel's initramfs unpacker decodes
@@ -57,7 +58,7 @@ DEFAULT_LEVELS = {"gzip": 5, "zstd": 3, "none": 0}
 # Segments not used for this long are deleted after a build.
 PRUNE_AFTER_DAYS = 14
 # Bumped whenever the bytes of a segment for the same inputs would change.
-SEGMENT_FORMAT = 2
+SEGMENT_FORMAT = 3
 
 _TYPE_BITS = {
     tarfile.REGTYPE: stat.S_IFREG,
@@ -125,7 +126,8 @@ class _Identity:
 
 
 def _field(value: int) -> bytes:
-    return b"%08X" % (value & 0xFFFFFFFF)
+    # Lower-case hex, as LinuxKit's cpio writer (and the kernel's reader accepts either).
+    return b"%08x" % (value & 0xFFFFFFFF)
 
 
 def _pad4(length: int) -> bytes:
@@ -456,7 +458,8 @@ class InitrdWriter:
 
     def finish(self) -> None:
         """The trailer and the padding to 512 bytes, as the last member."""
-        end = trailer()
+        # LinuxKit's writer gives the trailer the next inode number.
+        end = trailer(self.encoder.inode)
         total = self.raw_length + len(end)
         self.out.write(self.compression.compress(end + b"\0" * (-total % 512)))
         self.pool.shutdown()

@@ -202,7 +202,8 @@ def config_json(spec: ContainerSpec) -> dict[str, Any]:
         {
             "uidMappings": _idmaps(spec.uid_mappings),
             "gidMappings": _idmaps(spec.gid_mappings),
-            "sysctl": dict(spec.sysctl),
+            # Go writes map keys sorted (struct fields keep their order).
+            "sysctl": dict(sorted(spec.sysctl.items())),
         }
     )
     linux["resources"] = resources_json(spec.resources, spec.device_rules)
@@ -234,7 +235,7 @@ def config_json(spec: ContainerSpec) -> dict[str, Any]:
             {
                 "hostname": spec.hostname,
                 "mounts": [mount_json(m) for m in merged_mounts(spec)],
-                "annotations": dict(spec.annotations),
+                "annotations": dict(sorted(spec.annotations.items())),
             }
         )
     )
