@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from distrokit.config.dump import config_data, dump_yaml_data
+from distrokit.config.dump import config_data
 from distrokit.config.model import Config, File
+from distrokit.system import goyaml
 from distrokit.system.gojson import marshal_indent
 
 _SECTIONS = ("init", "onboot", "onshutdown", "services")
@@ -34,14 +35,45 @@ def _file(f: File) -> dict[str, Any]:
     return out
 
 
+# LinuxKit's Image struct: name, image, then its image config, in field order.
+_IMAGE_KEYS = (
+    *("name", "image", "capabilities", "capabilities.add", "ambient", "mounts", "binds"),
+    *("binds.add", "devices", "tmpfs", "command", "env", "cwd", "net", "pid", "ipc", "uts"),
+    *("userns", "hostname", "readonly", "maskedPaths", "readonlyPaths", "uid", "gid"),
+    *("additionalGids", "noNewPrivileges", "oomScoreAdj", "rootfsPropagation", "cgroupsPath"),
+    *("resources", "sysctl", "rlimits", "uidMappings", "gidMappings", "annotations", "runtime"),
+)
+_RUNTIME_KEYS = ("cgroups", "mounts", "mkdir", "interfaces", "bindNS", "namespace")
+_MAPS = ("sysctl", "annotations")
+
+
+def _image(data: dict[str, Any]) -> dict[str, Any]:
+    out = {k: data[k] for k in _IMAGE_KEYS if k in data}
+    out.update({k: v for k, v in data.items() if k not in out})
+    for key in _MAPS:
+        if key in out:
+            out[key] = dict(sorted(out[key].items()))  # Go writes map keys sorted
+    runtime = out.get("runtime")
+    if isinstance(runtime, dict):
+        # bindNS is a struct: JSON always has it, YAML leaves it out when empty.
+        full = {**runtime, "bindNS": runtime.get("bindNS") or {}}
+        if "interfaces" in full:
+            full["interfaces"] = [
+                {**i, "createInRoot": bool(i.get("createInRoot"))} for i in full["interfaces"]
+            ]
+        out["runtime"] = {k: full[k] for k in _RUNTIME_KEYS if k in full}
+    return out
+
+
 def moby_data(config: Config) -> dict[str, Any]:
     """The config in the shape of LinuxKit's struct; None marks an empty (nil) section."""
     data = config_data(config)
     kernel = data.get("kernel") or {}
     out: dict[str, Any] = {"kernel": {"image": kernel.get("image", "")}}
     out["kernel"].update({k: kernel[k] for k in _KERNEL_KEYS[1:] if kernel.get(k)})
-    for section in _SECTIONS:
-        out[section] = data.get(section) or None
+    out["init"] = data.get("init") or None
+    for section in _SECTIONS[1:]:
+        out[section] = [_image(i) for i in data.get(section) or []] or None
     out["files"] = [_file(f) for f in config.files] or None
     volumes = data.get("volumes") or []
     out["volumes"] = [{k: v[k] for k in _VOLUME_KEYS if v.get(k)} for v in volumes] or None
@@ -56,4 +88,56 @@ def metadata_json(config: Config) -> bytes:
 def metadata_yaml(config: Config) -> bytes:
     """``metadata: yaml`` (empty sections as ``[]``)."""
     data = {k: ([] if v is None else v) for k, v in moby_data(config).items()}
-    return dump_yaml_data(data).encode()
+    for section in _SECTIONS[1:]:
+        data[section] = [_yaml_image(i) for i in data[section]]
+    return goyaml.marshal(data)
+
+
+def _id_maps(maps: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [
+        {"containerid": m.get("containerID", 0), "hostid": m.get("hostID", 0), "size": m["size"]}
+        for m in maps or []
+    ]
+
+
+def _yaml_mount(m: dict[str, Any]) -> dict[str, Any]:
+    """An OCI mount as the YAML library writes the runtime-spec struct (no YAML tags: every
+    field, lower-cased)."""
+    return {
+        "destination": m.get("destination", ""),
+        "type": m.get("type", ""),
+        "source": m.get("source", ""),
+        "options": m.get("options") or [],
+        "uidmappings": _id_maps(m.get("uidMappings")),
+        "gidmappings": _id_maps(m.get("gidMappings")),
+    }
+
+
+def _lower_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k.lower(): _lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lower_keys(v) for v in value]
+    return value
+
+
+def _yaml_image(image: dict[str, Any]) -> dict[str, Any]:
+    out = dict(image)
+    if "mounts" in out:
+        out["mounts"] = [_yaml_mount(m) for m in out["mounts"]]
+    for key in ("uidMappings", "gidMappings"):
+        if key in out:
+            out[key] = _id_maps(out[key])
+    if "resources" in out:
+        # runtime-spec structs have no YAML tags: keys are lower-cased field names. (LinuxKit
+        # also writes their unset fields; those are not reproduced here.)
+        out["resources"] = _lower_keys(out["resources"])
+    runtime = out.get("runtime")
+    if isinstance(runtime, dict):
+        runtime = dict(runtime)
+        if not runtime.get("bindNS"):
+            runtime.pop("bindNS", None)
+        if "mounts" in runtime:
+            runtime["mounts"] = [_yaml_mount(m) for m in runtime["mounts"]]
+        out["runtime"] = runtime
+    return out
