@@ -41,6 +41,8 @@ class BuildRequest:
     # None disables reuse of converted segments (every build starts cold).
     build_cache: Path | None = None
     size_mb: int = 1024
+    decompress_kernel: bool = False
+    input_tar: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,14 @@ def build(
     store = request.build_cache
     segments = SegmentCache(store / "segments") if store is not None else None
     with tempfile.TemporaryDirectory(prefix="distrokit-build-") as tmp:
-        system = assemble(config, images, Path(tmp), store / "kernels" if store else None, cache)
+        system = assemble(
+            config,
+            images,
+            Path(tmp),
+            store / "kernels" if store else None,
+            cache,
+            decompress_kernel=request.decompress_kernel,
+        )
         settings = BuildSettings(
             compression=request.compression,
             segment_cache=segments,

@@ -104,8 +104,6 @@ def _build_request(
 ) -> BuildRequest:
     if args.input_tar:
         raise UsageError("--input-tar is not supported yet", hint="build without it")
-    if args.decompress_kernel:
-        raise UsageError("--decompress-kernel is not supported yet", hint="build without it")
     return BuildRequest(
         formats=requested_formats(args, config),
         name=output_name(args),
@@ -115,6 +113,7 @@ def _build_request(
         compression=Compression(args.compress or "gzip"),
         build_cache=default_build_cache(),
         size_mb=size_mb,
+        decompress_kernel=args.decompress_kernel,
     )
 
 

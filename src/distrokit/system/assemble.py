@@ -106,7 +106,11 @@ def _image_part(
 
 
 def _kernel_parts(
-    config: Config, images: Mapping[str, CachedImage], workdir: Path, store: Path | None
+    config: Config,
+    images: Mapping[str, CachedImage],
+    workdir: Path,
+    store: Path | None,
+    decompress: bool,
 ) -> tuple[list[Part], kernel_mod.KernelParts | None]:
     k = config.kernel
     if k.image is None:
@@ -122,6 +126,8 @@ def _kernel_parts(
         found = kernel_mod.extract_files(image, k.binary, k.ucode, workdir, tar)
         if cached_dir is not None:
             _save_kernel(found, cached_dir)
+    if decompress:
+        found = replace(found, binary=kernel_mod.decompress_file(found.binary, workdir))
     origin = Origin(expand(k.image), "kernel")
     cmdline = k.cmdline or ""
     message = (f"Extract kernel image: {expand(k.image)}",)
@@ -374,15 +380,18 @@ def assemble(
     workdir: Path,
     kernel_store: Path | None = None,
     cache: Cache | None = None,
+    *,
+    decompress_kernel: bool = False,
 ) -> System:
     """Plan the root tree of `config` from `images` (keyed by the references in the YAML).
 
     The kernel binary/microcode are copied into `workdir` (or reused from `kernel_store`);
     `cache` is read for volumes written as OCI layouts (their index and blobs);
+    `decompress_kernel` stores the kernel uncompressed (``--decompress-kernel``);
     everything else is read lazily when a format consumes the parts. Container specs are
     resolved here, so bad labels fail before any output is written.
     """
-    kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store)
+    kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store, decompress_kernel)
     ids = allocate_ids(config)  # one uid/gid per container, shared by containers and files
     parts = [
         *kernel_parts,

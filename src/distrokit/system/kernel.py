@@ -8,13 +8,18 @@ own, e.g. ``NAME-kernel``); ``kernel.tar`` is streamed entry by entry, its names
 from __future__ import annotations
 
 import json
+import lzma
 import shutil
+import struct
 import tarfile
+import zlib
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+import zstandard
 
 from distrokit.errors import BuildError
 from distrokit.oci.flatten import READ_BUFSIZE, clean_name, flatten
@@ -194,3 +199,67 @@ def load_parts(src: Path) -> KernelParts | None:
         return KernelParts(files["kernel"], files.get("ucode.cpio"), order)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
+
+
+_GZIP = b"\x1f\x8b"
+_XZ = b"\xfd7zXZ\x00"
+_ZSTD = b"\x28\xb5\x2f\xfd"
+# bzImage header fields (Documentation/arch/x86/boot.rst).
+_SETUP_SECTS, _BOOT_FLAG, _HEADER, _VERSION = 0x1F1, 0x1FE, 0x202, 0x206
+_PAYLOAD_OFFSET, _PAYLOAD_LENGTH, _MIN_LENGTH = 0x248, 0x24C, 0x250
+
+
+def _decode(data: bytes, what: str) -> bytes:
+    """One compressed stream at the start of `data` (trailing bytes ignored)."""
+    try:
+        if data.startswith(_GZIP):
+            out = b""
+            while data.startswith(_GZIP):  # members of one stream, as gunzip reads them
+                d = zlib.decompressobj(wbits=31)
+                out += d.decompress(data) + d.flush()
+                data = d.unused_data
+            return out
+        if data.startswith(_XZ):
+            return lzma.LZMADecompressor().decompress(data)
+        if data.startswith(_ZSTD):
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    except (zlib.error, lzma.LZMAError, zstandard.ZstdError) as err:
+        raise BuildError(f"cannot decompress {what}: {err}") from err
+    raise BuildError(f"unsupported compression of {what}")
+
+
+def decompressed_kernel(data: bytes) -> bytes:
+    """The kernel inside a compressed image, as ``--decompress-kernel`` stores it.
+
+    A gzip'd image (arm64 ``Image.gz``) is gunzipped; a bzImage's payload (boot protocol
+    2.08 or later) is decompressed: gzip as LinuxKit does, xz and zstd too.
+    """
+    if data.startswith(_GZIP):
+        return _decode(data, "the kernel")
+    is_bzimage = (
+        len(data) > _MIN_LENGTH
+        and struct.unpack_from("<H", data, _BOOT_FLAG)[0] == 0xAA55
+        and data[_HEADER : _HEADER + 4] == b"HdrS"
+    )
+    if not is_bzimage:
+        raise BuildError("no compressed kernel or no supported format found")
+    version = struct.unpack_from("<H", data, _VERSION)[0]
+    if version < 0x0208:
+        raise BuildError(f"unsupported bzImage version: {version >> 8}.{version & 0xFF}")
+    setup = data[_SETUP_SECTS] or 4  # 0 means 4 in the boot protocol
+    offset, length = struct.unpack_from("<II", data, _PAYLOAD_OFFSET)
+    offset += (setup + 1) * 512
+    if len(data) < offset + length:
+        raise BuildError("compressed bzImage payload exceeds size of image")
+    payload = data[offset : offset + length]
+    if not payload.startswith((_GZIP, _XZ, _ZSTD)):
+        raise BuildError(f"unsupported bzImage payload format at offset {offset}")
+    return _decode(payload, f"the bzImage payload at offset {offset}")
+
+
+def decompress_file(binary: KernelFile, workdir: Path) -> KernelFile:
+    """`binary` decompressed into `workdir` (its mode and mtime kept)."""
+    out = decompressed_kernel(binary.path.read_bytes())
+    dest = workdir / "kernel.decompressed"
+    dest.write_bytes(out)
+    return KernelFile(dest, binary.mode, binary.mtime, len(out))
