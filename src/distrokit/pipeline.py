@@ -21,6 +21,7 @@ from distrokit.oci.cache import Cache
 from distrokit.oci.image import Platform
 from distrokit.oci.pull import PullOptions, pull
 from distrokit.system.assemble import assemble, image_refs
+from distrokit.system.inputtar import reuse_from_tar
 
 
 def default_build_cache() -> Path:
@@ -86,6 +87,8 @@ def build(
             cache,
             decompress_kernel=request.decompress_kernel,
         )
+        if request.input_tar is not None:
+            system = reuse_from_tar(system, config, request.input_tar)
         settings = BuildSettings(
             compression=request.compression,
             segment_cache=segments,

@@ -60,6 +60,29 @@ def set_origin(info: tarfile.TarInfo, origin: Origin) -> None:
     info.pax_headers = {**info.pax_headers, **origin.records()}
 
 
+class VerbatimInfo(tarfile.TarInfo):
+    """A member read by `tarfile` that remembers whether its header spelled a directory with
+    a trailing slash, which `tarfile` strips but LinuxKit copies verbatim."""
+
+    slash = False
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> VerbatimInfo:
+        obj = super().frombuf(buf, encoding, errors)
+        obj.slash = bytes(buf[:100]).split(b"\0", 1)[0].endswith(b"/")
+        return obj
+
+
+def verbatim_name(member: tarfile.TarInfo) -> str:
+    """The member's name as the archive spells it (read with ``tarinfo=VerbatimInfo``)."""
+    raw = member.pax_headers.get("path")
+    if raw is not None:
+        return raw
+    if member.isdir() and isinstance(member, VerbatimInfo) and member.slash:
+        return member.name + "/"
+    return member.name
+
+
 def _info(name: str, kind: bytes, mode: int, mtime: int, origin: Origin) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = kind

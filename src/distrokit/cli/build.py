@@ -102,8 +102,6 @@ _log = logging.getLogger("distrokit.cli.build")
 def _build_request(
     args: argparse.Namespace, config: Config, size_mb: int, platform: Platform
 ) -> BuildRequest:
-    if args.input_tar:
-        raise UsageError("--input-tar is not supported yet", hint="build without it")
     return BuildRequest(
         formats=requested_formats(args, config),
         name=output_name(args),
@@ -114,6 +112,7 @@ def _build_request(
         build_cache=default_build_cache(),
         size_mb=size_mb,
         decompress_kernel=args.decompress_kernel,
+        input_tar=Path(args.input_tar) if args.input_tar else None,
     )
 
 

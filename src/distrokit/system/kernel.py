@@ -24,7 +24,7 @@ import zstandard
 from distrokit.errors import BuildError
 from distrokit.oci.flatten import READ_BUFSIZE, clean_name, flatten
 from distrokit.oci.image import CachedImage
-from distrokit.tarstream import Entry, Origin, set_origin
+from distrokit.tarstream import Entry, Origin, VerbatimInfo, set_origin, verbatim_name
 
 DEFAULT_BINARY = "kernel"
 DEFAULT_TAR = "kernel.tar"
@@ -137,35 +137,13 @@ def module_entries(image: CachedImage, tar: str, origin: Origin) -> Iterator[Ent
     raise BuildError(f"did not find kernel tar {tar} in kernel image {image.reference}")
 
 
-class _RawNameInfo(tarfile.TarInfo):
-    """A member that remembers whether its header spelled a directory with a trailing slash,
-    which `tarfile` strips but LinuxKit copies verbatim."""
-
-    slash = False
-
-    @classmethod
-    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _RawNameInfo:
-        obj = super().frombuf(buf, encoding, errors)
-        obj.slash = bytes(buf[:100]).split(b"\0", 1)[0].endswith(b"/")
-        return obj
-
-
-def _verbatim_name(member: tarfile.TarInfo) -> str:
-    raw = member.pax_headers.get("path")
-    if raw is not None:
-        return raw
-    if member.isdir() and isinstance(member, _RawNameInfo) and member.slash:
-        return member.name + "/"
-    return member.name
-
-
 def _inner_entries(data: IO[bytes], origin: Origin, what: str) -> Iterator[Entry]:
     try:
         with tarfile.open(
-            fileobj=data, mode="r|", bufsize=READ_BUFSIZE, tarinfo=_RawNameInfo
+            fileobj=data, mode="r|", bufsize=READ_BUFSIZE, tarinfo=VerbatimInfo
         ) as inner:
             for member in inner:
-                member.name = _verbatim_name(member)
+                member.name = verbatim_name(member)
                 set_origin(member, origin)
                 if not member.isreg():
                     member.size = 0
