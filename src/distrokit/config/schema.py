@@ -542,6 +542,16 @@ def parse_document(text: str, ctx: Context) -> model.Config:
     return model.Config(**values)
 
 
+def _label_spellings(node: MappingNode) -> None:
+    """Labels written by LinuxKit's ``pkg build`` spell ``resources.blockio`` as its JSON name
+    ``blockIO``; read it as the same field."""
+    for key_node, value in node.value:
+        if getattr(key_node, "value", None) == "resources" and isinstance(value, MappingNode):
+            for inner_key, _ in value.value:
+                if getattr(inner_key, "value", None) == "blockIO":
+                    inner_key.value = "blockio"
+
+
 def parse_image_config(text: str, where: str) -> model.ImageConfig:
     """Parse an ``org.mobyproject.config`` label; raise `ConfigError` with every problem."""
     ctx = Context(where, record_refs=False)
@@ -550,6 +560,7 @@ def parse_image_config(text: str, where: str) -> model.ImageConfig:
     if node is not None and not isinstance(node, MappingNode):
         LABEL.mismatch(node, "", ctx)
     elif node is not None:
+        _label_spellings(node)
         for key_node, _ in node.value:
             if getattr(key_node, "value", None) in ("name", "image"):
                 ctx.error(

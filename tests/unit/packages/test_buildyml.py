@@ -136,7 +136,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_config_label_is_validated_with_the_yaml_schema() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_build_yml("image: a\nconfig:\n  capabilities: CAP_X\n  pid: 3\n", "build.yml")
+        parse_build_yml("image: a\nconfig:\n  capabilities: CAP_X\n  pid: [3]\n", "build.yml")
     text = str(err.value)
     assert "capabilities" in text and "pid" in text
 
