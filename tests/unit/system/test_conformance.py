@@ -279,3 +279,41 @@ def test_invalid_case_is_rejected(case: str, lk_cache: Path, tmp_path: Path) -> 
     out = tmp_path / "out.tar"
     assert _build(CASES / "invalid" / case, lk_cache, "--format", "tar", "-o", str(out)) != 0
     assert not out.exists()
+
+
+def test_oci_volume_is_an_oci_layout_of_the_chosen_platforms(
+    lk_cache: Path, tmp_path: Path
+) -> None:
+    """``format: oci`` volumes hold the image as an OCI layout with only the listed platforms,
+    every blob named by its digest, which ``cache import`` reads back."""
+    out = tmp_path / "p06.tar"
+    case = CASES / "valid" / "p06-volumes-platforms"
+    assert _build(case, lk_cache, "--format", "tar", "-o", str(out)) == 0
+    for volume, archs in (("oci-arm64", {"arm64"}), ("oci-both-ro", {"arm64", "amd64"})):
+        lower = f"containers/volumes/{volume}/lower/"
+        layout = tmp_path / volume
+        with tarfile.open(out) as tar:
+            for m in tar:
+                if m.name.startswith(lower) and (m.isreg() or m.isdir()):
+                    m.name = m.name[len(lower) :]
+                    tar.extract(m, layout, filter="data")
+        blobs = layout / "blobs" / "sha256"
+        for blob in blobs.iterdir():
+            assert _sha256(blob.read_bytes()) == blob.name
+        (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
+        assert entry["annotations"]["org.opencontainers.image.ref.name"] == (
+            "127.0.0.1:5000/conf/data:v1"
+        )
+        index = json.loads((blobs / entry["digest"].split(":")[1]).read_bytes())
+        present = {
+            m["platform"]["architecture"]
+            for m in index["manifests"]
+            if (blobs / m["digest"].split(":")[1]).exists()
+        }
+        assert present == archs
+        archive = tmp_path / f"{volume}.tar"
+        with tarfile.open(archive, "w") as tar:
+            for path in sorted(layout.rglob("*")):
+                tar.add(path, path.relative_to(layout).as_posix(), recursive=False)
+        cache = str(tmp_path / f"cache-{volume}")
+        assert main(["cache", "import", "--cache", cache, str(archive)]) == 0
