@@ -22,6 +22,7 @@ from distrokit.oci.image import Platform
 from distrokit.oci.pull import PullOptions, pull
 from distrokit.system.assemble import assemble, image_refs
 from distrokit.system.inputtar import reuse_from_tar
+from distrokit.system.sbom import SbomOptions
 
 
 def default_build_cache() -> Path:
@@ -44,6 +45,8 @@ class BuildRequest:
     size_mb: int = 1024
     decompress_kernel: bool = False
     input_tar: Path | None = None
+    # None: no SBOM (library callers); the command line passes LinuxKit's default (one).
+    sbom: SbomOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def build(
             store / "kernels" if store else None,
             cache,
             decompress_kernel=request.decompress_kernel,
+            sbom=request.sbom,
         )
         if request.input_tar is not None:
             system = reuse_from_tar(system, config, request.input_tar)

@@ -29,6 +29,7 @@ from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
 from distrokit.oci.registry import parse_mirrors
 from distrokit.pipeline import BuildRequest, build, default_build_cache
+from distrokit.system.sbom import SbomOptions
 
 DEFAULT_FORMAT = "kernel+initrd"
 STREAM_DEFAULT_FORMAT = "tar"
@@ -113,6 +114,9 @@ def _build_request(
         size_mb=size_mb,
         decompress_kernel=args.decompress_kernel,
         input_tar=Path(args.input_tar) if args.input_tar else None,
+        sbom=SbomOptions(
+            enabled=not args.no_sbom, path=args.sbom_output, current_time=args.sbom_current_time
+        ),
     )
 
 

@@ -30,6 +30,7 @@ from distrokit.system.files import file_entries
 from distrokit.system.layers import image_entries, prefix_dirs
 from distrokit.system.ocispec import config_json, dumps, rootfs_mounts, runtime_json
 from distrokit.system.ocivolume import oci_layout_entries
+from distrokit.system.sbom import ImageUse, SbomOptions, sbom_entries
 from distrokit.tarstream import Entry, Origin, directory, generated_mtime, regular
 
 VOLUMES_SOURCE = "linuxkit.volumes"
@@ -334,10 +335,13 @@ def _container_parts(
 
 
 def _all_containers(
-    config: Config, images: Mapping[str, CachedImage], ids: Mapping[str, int]
+    config: Config,
+    images: Mapping[str, CachedImage],
+    ids: Mapping[str, int],
+    unpacked: dict[str, str],
 ) -> list[Part]:
+    """Every container's parts; `unpacked` gets where each image is unpacked."""
     volumes = {v.name: v for v in config.volumes}
-    unpacked: dict[str, str] = {}
     parts: list[Part] = []
     problems: list[str] = []
     for section, header in SECTIONS:
@@ -365,6 +369,36 @@ def _files_part(config: Config, ids: Mapping[str, int]) -> Part:
     )
 
 
+def image_uses(
+    config: Config, images: Mapping[str, CachedImage], unpacked: Mapping[str, str]
+) -> list[ImageUse]:
+    """Every image of the build once, in build order, with its place in the tree (`unpacked`:
+    where containers unpacked each image) and the YAML locations using it."""
+    found: dict[str, tuple[str, list[str], str]] = {}
+
+    def add(ref: str, location: str, prefix: str) -> None:
+        name = expand(ref)
+        if name not in found:
+            found[name] = (ref, [], prefix)
+        found[name][1].append(location)
+
+    if config.kernel.image:
+        add(config.kernel.image, "kernel", "")
+    for i, ref in enumerate(config.init):
+        add(ref, f"init[{i}]", "")
+    for i, vol in enumerate(config.volumes):
+        if vol.image:
+            add(vol.image, f"volume[{i}]", f"containers/volumes/{vol.name}/lower")
+    for section, _ in SECTIONS:
+        for i, entry in enumerate(getattr(config, section)):
+            root = unpacked.get(expand(entry.image), _bundle_dir(section, i, entry.name))
+            add(entry.image, f"{section}[{i}]", root)
+    return [
+        ImageUse(name, _need(images, ref), prefix, tuple(locations))
+        for name, (ref, locations, prefix) in found.items()
+    ]
+
+
 def image_refs(config: Config) -> list[str]:
     """Every image reference the build needs, in build order, without repeats."""
     refs = [config.kernel.image] if config.kernel.image else []
@@ -382,24 +416,30 @@ def assemble(
     cache: Cache | None = None,
     *,
     decompress_kernel: bool = False,
+    sbom: SbomOptions | None = None,
 ) -> System:
     """Plan the root tree of `config` from `images` (keyed by the references in the YAML).
 
     The kernel binary/microcode are copied into `workdir` (or reused from `kernel_store`);
     `cache` is read for volumes written as OCI layouts (their index and blobs);
-    `decompress_kernel` stores the kernel uncompressed (``--decompress-kernel``);
+    `decompress_kernel` stores the kernel uncompressed (``--decompress-kernel``); with `sbom`
+    enabled, the SBOM of every image used is the last entry;
     everything else is read lazily when a format consumes the parts. Container specs are
     resolved here, so bad labels fail before any output is written.
     """
     kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store, decompress_kernel)
     ids = allocate_ids(config)  # one uid/gid per container, shared by containers and files
+    unpacked: dict[str, str] = {}  # image -> where its first container unpacks it
     parts = [
         *kernel_parts,
         *_init_parts(config, images),
         *_volume_parts(config, images, cache),
-        *_all_containers(config, images, ids),
+        *_all_containers(config, images, ids, unpacked),
         _files_part(config, ids),
     ]
+    if sbom is not None and sbom.enabled:
+        uses = image_uses(config, images, unpacked)
+        parts.append(Part("generated", "sbom", lambda: sbom_entries(uses, cache, sbom), None))
     return System(tuple(parts), kernel, config.kernel.cmdline or "")
 
 
