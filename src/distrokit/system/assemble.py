@@ -35,6 +35,7 @@ from distrokit.tarstream import Entry, Origin, directory, generated_mtime, regul
 
 VOLUMES_SOURCE = "linuxkit.volumes"
 EMPTY_SOURCE = "empty"
+SBOM_LOCATION = "sbom"
 SECTIONS = (
     ("onboot", "Add onboot containers:"),
     ("onshutdown", "Add onshutdown containers:"),
@@ -369,6 +370,10 @@ def _files_part(config: Config, ids: Mapping[str, int]) -> Part:
     )
 
 
+def _sbom_part(uses: list[ImageUse], cache: Cache | None, options: SbomOptions) -> Part:
+    return Part("generated", SBOM_LOCATION, lambda: sbom_entries(uses, cache, options), None)
+
+
 def image_uses(
     config: Config, images: Mapping[str, CachedImage], unpacked: Mapping[str, str]
 ) -> list[ImageUse]:
@@ -438,8 +443,7 @@ def assemble(
         _files_part(config, ids),
     ]
     if sbom is not None and sbom.enabled:
-        uses = image_uses(config, images, unpacked)
-        parts.append(Part("generated", "sbom", lambda: sbom_entries(uses, cache, sbom), None))
+        parts.append(_sbom_part(image_uses(config, images, unpacked), cache, sbom))
     return System(tuple(parts), kernel, config.kernel.cmdline or "")
 
 

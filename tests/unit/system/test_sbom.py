@@ -195,3 +195,7 @@ def test_no_sbom_and_sbom_output(system: tuple[Images, Path], tmp_path: Path) ->
     out = _build(images, yml, tmp_path / "b.tar", "--sbom-output", "var/lib/sbom.json")
     names = [m.name for m in members(out)]
     assert names[-1] == "var/lib/sbom.json"  # the last entry, as LinuxKit writes it
+    docker = tmp_path / "c.docker"
+    argv = ["build", "--cache", str(images.cache.root), "-f", "docker", "-o", str(docker)]
+    assert main([*argv, str(yml)]) == 0
+    assert [m.name for m in members(docker)][-2:] == ["Dockerfile", "sbom.spdx.json"]
