@@ -53,6 +53,10 @@ def _image(data: dict[str, Any]) -> dict[str, Any]:
     for key in _MAPS:
         if key in out:
             out[key] = dict(sorted(out[key].items()))  # Go writes map keys sorted
+    if isinstance(out.get("resources"), dict):  # the runtime-spec's JSON name
+        out["resources"] = {
+            ("blockIO" if k == "blockio" else k): v for k, v in out["resources"].items()
+        }
     runtime = out.get("runtime")
     if isinstance(runtime, dict):
         # bindNS is a struct: JSON always has it, YAML leaves it out when empty.
@@ -121,6 +125,58 @@ def _lower_keys(value: Any) -> Any:
     return value
 
 
+# runtime-spec resource structs as the YAML library writes them: every field, lower-cased,
+# with its zero value (null for pointers) when unset. Lists of structs: (fields) in a tuple.
+_Shape = dict[str, Any]
+_DEVICE_RULE: _Shape = {"allow": False, "type": "", "major": None, "minor": None, "access": ""}
+_RESOURCES: _Shape = {
+    "devices": (_DEVICE_RULE,),
+    "memory": dict.fromkeys(
+        [
+            "limit",
+            "reservation",
+            "swap",
+            "kernel",
+            "kerneltcp",
+            "swappiness",
+            "disableoomkiller",
+            "usehierarchy",
+            "checkbeforeupdate",
+        ]
+    ),
+    "cpu": dict.fromkeys(("shares", "quota", "burst", "period", "realtimeruntime"))
+    | {"realtimeperiod": None, "cpus": "", "mems": "", "idle": None},
+    "pids": {"limit": 0},
+    "blockio": {"weight": None, "leafweight": None}
+    | {f"{k}device": [] for k in ("weight", "throttlereadbps", "throttlewritebps")}
+    | {f"{k}device": [] for k in ("throttlereadiops", "throttlewriteiops")},
+    "hugepagelimits": ({"pagesize": "", "limit": 0},),
+    "network": {"classid": None, "priorities": ({"name": "", "priority": 0},)},
+    "rdma": {},
+    "unified": {},
+}
+
+
+def _shaped(value: Any, shape: Any) -> Any:
+    """`value` (keys in any case) laid out as `shape`: every field, zero values filled in."""
+    if isinstance(shape, tuple):  # a list of structs
+        return [_shaped(v, shape[0]) for v in value or []]
+    if isinstance(shape, dict) and shape and isinstance(value, dict):
+        given = {k.lower(): v for k, v in value.items()}
+        out = {k: _shaped(given[k], sub) if k in given else _zero(sub) for k, sub in shape.items()}
+        out.update({k: _lower_keys(v) for k, v in given.items() if k not in shape})
+        return out
+    return _lower_keys(value)
+
+
+def _zero(shape: Any) -> Any:
+    if isinstance(shape, tuple):
+        return []
+    if isinstance(shape, dict):
+        return None if shape else {}  # a struct pointer is null, a map is empty
+    return shape
+
+
 def _yaml_image(image: dict[str, Any]) -> dict[str, Any]:
     out = dict(image)
     if "mounts" in out:
@@ -129,9 +185,8 @@ def _yaml_image(image: dict[str, Any]) -> dict[str, Any]:
         if key in out:
             out[key] = _id_maps(out[key])
     if "resources" in out:
-        # runtime-spec structs have no YAML tags: keys are lower-cased field names. (LinuxKit
-        # also writes their unset fields; those are not reproduced here.)
-        out["resources"] = _lower_keys(out["resources"])
+        # runtime-spec structs have no YAML tags: lower-cased field names, every field
+        out["resources"] = _shaped(out["resources"], _RESOURCES)
     runtime = out.get("runtime")
     if isinstance(runtime, dict):
         runtime = dict(runtime)
