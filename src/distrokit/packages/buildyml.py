@@ -166,6 +166,8 @@ def parse_build_yml(text: str, file: str) -> BuildYml:
         if name in keys and (b := r.boolean(keys[name], name)) is not None:
             values[name.replace("-", "_")] = b
     for name, attr in (("arches", "arches"), ("extra-sources", "extra_sources")):
+        if name in keys and _is_null(keys[name]):
+            continue  # `arches:` with no value is unset, as LinuxKit's decoder reads it
         if name in keys and (s := r.strings(keys[name], name)) is not None:
             values[attr] = s
     if "buildArgs" in keys and (s := r.strings(keys["buildArgs"], "buildArgs")) is not None:
@@ -182,6 +184,10 @@ def parse_build_yml(text: str, file: str) -> BuildYml:
         r.problem(keys["dockerfile"], "dockerfile", "must stay inside the package directory")
     r.finish()
     return BuildYml(**values)  # type: ignore[arg-type]
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _check_tag(r: Reader, node: yaml.Node, tag: str) -> None:

@@ -148,3 +148,9 @@ def test_shipped_packages_parse() -> None:
         assert spec.org == "distrokit" and spec.debian is not None
         for copy in spec.debian.copy:
             assert (root / name / copy.src).is_file(), f"{name}: {copy.src}"
+
+
+def test_empty_arches_means_the_default_as_in_linuxkit() -> None:
+    # LinuxKit's own pkg/bpftrace/build.yml has `arches:` with no value
+    spec = parse_build_yml("image: bpftrace\nnetwork: true\narches:\n", "build.yml")
+    assert spec.arches == parse_build_yml("image: x\n", "build.yml").arches
