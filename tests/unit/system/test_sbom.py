@@ -3,6 +3,7 @@ and the SPDX attestations images carry merged."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,15 @@ def test_sbom_time_follows_source_date_epoch(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     doc = json.loads(read_member(_build(images, yml, tmp_path / "a.tar"), "sbom.spdx.json"))
     assert doc["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
+
+
+def test_sbom_current_time(system: tuple[Images, Path], tmp_path: Path) -> None:
+    images, yml = system
+    before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    out = _build(images, yml, tmp_path / "a.tar", "--sbom-current-time")
+    created = json.loads(read_member(out, "sbom.spdx.json"))["creationInfo"]["created"]
+    when = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    assert before <= when <= datetime.datetime.now(datetime.UTC)
 
 
 def test_no_sbom_and_sbom_output(system: tuple[Images, Path], tmp_path: Path) -> None:
