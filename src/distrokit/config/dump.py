@@ -49,13 +49,8 @@ _Dumper.add_representer(str, _str_representer)
 
 def dump_yaml(config: Config) -> str:
     """The merged config as YAML text."""
-    return dump_yaml_data(config_data(config))
-
-
-def dump_yaml_data(data: Any) -> str:
-    """Plain data as YAML text in the style of `dump_yaml`."""
     return yaml.dump(
-        data,
+        config_data(config),
         Dumper=_Dumper,
         sort_keys=False,
         default_flow_style=False,
