@@ -21,6 +21,8 @@ from distrokit.oci.cache import Cache
 from distrokit.oci.image import Platform
 from distrokit.oci.pull import PullOptions, pull
 from distrokit.system.assemble import assemble, image_refs
+from distrokit.system.inputtar import reuse_from_tar
+from distrokit.system.sbom import SbomOptions
 
 
 def default_build_cache() -> Path:
@@ -41,6 +43,10 @@ class BuildRequest:
     # None disables reuse of converted segments (every build starts cold).
     build_cache: Path | None = None
     size_mb: int = 1024
+    decompress_kernel: bool = False
+    input_tar: Path | None = None
+    # None: no SBOM (library callers); the command line passes LinuxKit's default (one).
+    sbom: SbomOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,17 @@ def build(
     store = request.build_cache
     segments = SegmentCache(store / "segments") if store is not None else None
     with tempfile.TemporaryDirectory(prefix="distrokit-build-") as tmp:
-        system = assemble(config, images, Path(tmp), store / "kernels" if store else None)
+        system = assemble(
+            config,
+            images,
+            Path(tmp),
+            store / "kernels" if store else None,
+            cache,
+            decompress_kernel=request.decompress_kernel,
+            sbom=request.sbom,
+        )
+        if request.input_tar is not None:
+            system = reuse_from_tar(system, config, request.input_tar)
         settings = BuildSettings(
             compression=request.compression,
             segment_cache=segments,

@@ -29,6 +29,7 @@ from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
 from distrokit.oci.registry import parse_mirrors
 from distrokit.pipeline import BuildRequest, build, default_build_cache
+from distrokit.system.sbom import SbomOptions
 
 DEFAULT_FORMAT = "kernel+initrd"
 STREAM_DEFAULT_FORMAT = "tar"
@@ -102,10 +103,6 @@ _log = logging.getLogger("distrokit.cli.build")
 def _build_request(
     args: argparse.Namespace, config: Config, size_mb: int, platform: Platform
 ) -> BuildRequest:
-    if args.input_tar:
-        raise UsageError("--input-tar is not supported yet", hint="build without it")
-    if args.decompress_kernel:
-        raise UsageError("--decompress-kernel is not supported yet", hint="build without it")
     return BuildRequest(
         formats=requested_formats(args, config),
         name=output_name(args),
@@ -115,6 +112,11 @@ def _build_request(
         compression=Compression(args.compress or "gzip"),
         build_cache=default_build_cache(),
         size_mb=size_mb,
+        decompress_kernel=args.decompress_kernel,
+        input_tar=Path(args.input_tar) if args.input_tar else None,
+        sbom=SbomOptions(
+            enabled=not args.no_sbom, path=args.sbom_output, current_time=args.sbom_current_time
+        ),
     )
 
 

@@ -1,6 +1,7 @@
 """Writing a merged `Config` back as LinuxKit-style YAML or JSON.
 
-Used by ``build --dry-run`` and by ``files: metadata: yaml|json``. Keys are the schema's
+Used by ``build --dry-run``; `config_data` also feeds ``files: metadata: yaml|json``, which
+`distrokit.system.metadata` writes in LinuxKit's own shape. Keys are the schema's
 (camelCase) keys in LinuxKit's order, unset values are left out (an explicitly empty list
 stays, because it clears an image label's value), and image references are expanded as
 LinuxKit records them (``nginx:1.13`` -> ``docker.io/library/nginx:1.13``).

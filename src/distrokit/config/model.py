@@ -243,6 +243,8 @@ class File:
     uid: IdValue | None = None
     gid: IdValue | None = None
     origin: Origin | None = field(default=None, compare=False)
+    # `source` as the YAML spells it (what LinuxKit records in ``metadata:`` files).
+    written_source: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -71,6 +71,13 @@ class Ref(Str):
             return value
 
 
+class NumberText(Mode):
+    """A string that may be written as an unquoted number, kept as its text (Go's YAML
+    decoder fills a string field from any scalar): ``pageSize: 2097152``."""
+
+    expected = "a string or a number"
+
+
 class Pids(Obj):
     """``resources.pids`` is an object in YAML but a single number (`pids_limit`) in the model."""
 
@@ -177,6 +184,8 @@ def _check_file(values: dict[str, Any], node: MappingNode, path: str, ctx: Conte
         except RuleError as err:
             ctx.error(value_node(node, "mode"), f"{path}.mode", err.message)
     source = values.get("source")
+    if source is not None:
+        values["written_source"] = source
     if source is not None and ctx.base_dir is not None:
         values["source"] = str((ctx.base_dir / Path(source).expanduser()).absolute())
     elif source is not None:
@@ -305,7 +314,7 @@ BLOCK_IO = Obj(
 )
 HUGEPAGE_LIMIT = Obj(
     "hugepagelimit",
-    (Field("pageSize", STR), Field("limit", INT)),
+    (Field("pageSize", NumberText()), Field("limit", INT)),
     model.HugepageLimit,
     required=("pageSize", "limit"),
 )
@@ -533,6 +542,16 @@ def parse_document(text: str, ctx: Context) -> model.Config:
     return model.Config(**values)
 
 
+def _label_spellings(node: MappingNode) -> None:
+    """Labels written by LinuxKit's ``pkg build`` spell ``resources.blockio`` as its JSON name
+    ``blockIO``; read it as the same field."""
+    for key_node, value in node.value:
+        if getattr(key_node, "value", None) == "resources" and isinstance(value, MappingNode):
+            for inner_key, _ in value.value:
+                if getattr(inner_key, "value", None) == "blockIO":
+                    inner_key.value = "blockio"
+
+
 def parse_image_config(text: str, where: str) -> model.ImageConfig:
     """Parse an ``org.mobyproject.config`` label; raise `ConfigError` with every problem."""
     ctx = Context(where, record_refs=False)
@@ -541,6 +560,7 @@ def parse_image_config(text: str, where: str) -> model.ImageConfig:
     if node is not None and not isinstance(node, MappingNode):
         LABEL.mismatch(node, "", ctx)
     elif node is not None:
+        _label_spellings(node)
         for key_node, _ in node.value:
             if getattr(key_node, "value", None) in ("name", "image"):
                 ctx.error(

@@ -3,7 +3,8 @@ tar entries through `CpioEncoder`, the root finder (`rootfinder.py`) writes its 
 `cpio_header`.
 
 The records follow LinuxKit's ``initrd.CopySplitTar`` (section 2.6): inode numbers from 721,
-nlink 1 (2 for directories), dev 3/1, hard links turned into relative symlinks.
+nlink 1 (2 for directories), dev 3/1, hard links turned into relative symlinks, fields in
+lower-case hex as LinuxKit's writer spells them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ _TYPE_BITS = {
 
 
 def _field(value: int) -> bytes:
-    return b"%08X" % (value & 0xFFFFFFFF)
+    # Lower-case hex, as LinuxKit's cpio writer (and the kernel's reader accepts either).
+    return b"%08x" % (value & 0xFFFFFFFF)
 
 
 def pad4(length: int) -> bytes:
@@ -99,7 +101,8 @@ class CpioEncoder:
         if link is not None:
             size = len(link)
         head = cpio_header(
-            info.name.rstrip("/") or ".",
+            # Names as the tar has them (a directory may end in "/"), as LinuxKit copies them.
+            info.name or ".",
             kind | (info.mode & 0o7777),
             ino=self.inode,
             uid=info.uid,

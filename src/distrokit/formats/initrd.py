@@ -1,7 +1,7 @@
 """tar entries -> newc cpio initramfs, compressed in parallel, with a per-part segment cache.
 
 The records are `distrokit.formats.cpio`'s (LinuxKit's ``initrd.CopySplitTar``, section 2.6):
-one ``TRAILER!!!`` ends the archive, padded to 512 bytes.
+one ``TRAILER!!!`` (with the next inode number) ends the archive, padded to 512 bytes.
 
 Speed: the stream is cut at entry boundaries into ~4 MiB chunks that are compressed on every
 core as independent gzip members (or zstd frames); the kernel's initramfs unpacker decodes
@@ -52,7 +52,7 @@ DEFAULT_LEVELS = {"gzip": 5, "zstd": 3, "none": 0}
 # Segments not used for this long are deleted after a build.
 PRUNE_AFTER_DAYS = 14
 # Bumped whenever the bytes of a segment for the same inputs would change.
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -355,7 +355,8 @@ class InitrdWriter:
 
     def finish(self) -> None:
         """The trailer and the padding to 512 bytes, as the last member."""
-        end = trailer()
+        # LinuxKit's writer gives the trailer the next inode number.
+        end = trailer(self.encoder.inode)
         total = self.raw_length + len(end)
         self.out.write(self.compression.compress(end + b"\0" * (-total % 512)))
         self.pool.shutdown()

@@ -9,6 +9,7 @@ microcode cpio is prepended, uncompressed, as the early-microcode convention req
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,7 +18,7 @@ from distrokit.formats.initrd import InitrdWriter
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, register
 from distrokit.system.assemble import System
-from distrokit.tarstream import Entry, Origin, TarWriter, directory, regular
+from distrokit.tarstream import Entry, Origin, TarWriter, regular
 
 
 def kernel_initrd_files(name: str) -> tuple[str, ...]:
@@ -40,7 +41,7 @@ def write_initrd(system: System, out: BinaryIO, settings: BuildSettings) -> None
                     settings.progress(message)
             if part.kind == "boot":
                 # Only the boot/ directory itself stays in the initrd.
-                writer.add(_boot_dir)
+                writer.add(_without_boot_files(part.entries))
             else:
                 key = part.key if part.kind == "image" else None
                 writer.add(part.entries, key, part.sidecar)
@@ -49,8 +50,10 @@ def write_initrd(system: System, out: BinaryIO, settings: BuildSettings) -> None
         writer.close()
 
 
-def _boot_dir() -> list[Entry]:
-    return [directory("boot", Origin("", "kernel"))]
+def _without_boot_files(
+    entries: Callable[[], Iterable[Entry]],
+) -> Callable[[], Iterator[Entry]]:
+    return lambda: (e for e in entries() if not e.info.name.startswith("boot/"))
 
 
 def _kernel(system: System) -> tuple[str, str]:

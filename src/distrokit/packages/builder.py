@@ -24,11 +24,11 @@ from distrokit.packages import debian
 from distrokit.packages.buildyml import DebianSpec
 from distrokit.packages.plan import plan_debian_image
 from distrokit.packages.tag import PackageInfo
+from distrokit.system.sbom import DEBIAN_VERSIONS_LABEL
 
 log = logging.getLogger(__name__)
 
 MOBY_CONFIG_LABEL = "org.mobyproject.config"
-DEBIAN_VERSIONS_LABEL = "org.distrokit.debian.packages"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

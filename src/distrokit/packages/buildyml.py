@@ -24,14 +24,14 @@ Nothing from the packages is kept unless `binaries`, `paths` or `archives` name 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from distrokit.errors import ConfigError
-from distrokit.packages.yamlnodes import Reader, plain
+from distrokit.packages.label import LabelError, config_label
+from distrokit.packages.yamlnodes import Reader
 
 DEFAULT_ORG = "linuxkit"
 DEFAULT_TAG = "{{.Hash}}"
@@ -166,6 +166,8 @@ def parse_build_yml(text: str, file: str) -> BuildYml:
         if name in keys and (b := r.boolean(keys[name], name)) is not None:
             values[name.replace("-", "_")] = b
     for name, attr in (("arches", "arches"), ("extra-sources", "extra_sources")):
+        if name in keys and _is_null(keys[name]):
+            continue  # `arches:` with no value is unset, as LinuxKit's decoder reads it
         if name in keys and (s := r.strings(keys[name], name)) is not None:
             values[attr] = s
     if "buildArgs" in keys and (s := r.strings(keys["buildArgs"], "buildArgs")) is not None:
@@ -184,6 +186,10 @@ def parse_build_yml(text: str, file: str) -> BuildYml:
     return BuildYml(**values)  # type: ignore[arg-type]
 
 
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
 def _check_tag(r: Reader, node: yaml.Node, tag: str) -> None:
     # LinuxKit's tag is a Go template; only the hash placeholder is meaningful without git
     # metadata we do not model, so anything else is refused rather than silently mis-rendered.
@@ -196,11 +202,16 @@ def _config_label(r: Reader, node: yaml.Node) -> str | None:
     if not isinstance(node, yaml.MappingNode):
         r.problem(node, "config", "must be a mapping")
         return None
-    value = plain(node)
+    keys = {getattr(k, "value", None) for k, _ in node.value}
     for forbidden in ("name", "image"):
-        if forbidden in value:
+        if forbidden in keys:
             r.problem(node, f"config.{forbidden}", "cannot be set in the image label")
-    text = json.dumps(value, separators=(",", ":"))
+    # LinuxKit's label is its Go struct decoded from this YAML, not the YAML as written.
+    try:
+        text = config_label(node)
+    except LabelError as err:
+        r.problem(node, "config", f"cannot be read as LinuxKit reads it: {err}")
+        return None
     # The label is validated against the same schema the YAML is, as LinuxKit does at build.
     from distrokit.system.container import parse_label
 

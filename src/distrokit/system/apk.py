@@ -40,7 +40,8 @@ class ApkDatabases:
         """The consolidated database, when at least two init images have one."""
         dbs = [self.found[loc] for loc in self.locations if loc in self.found]
         if len(dbs) >= 2:
-            yield regular(APK_DB, b"".join(db + b"\n\n" for db in dbs), APK_ORIGIN)
+            # LinuxKit leaves this header's time unset: the epoch.
+            yield regular(APK_DB, b"".join(db + b"\n\n" for db in dbs), APK_ORIGIN, mtime=0)
 
     def sidecar(self, location: str) -> ApkSidecar:
         """What a cached segment of `location` must remember."""

@@ -19,6 +19,7 @@ from typing import Literal
 
 from distrokit.config.model import Config, Image, Volume
 from distrokit.errors import BuildError, ConfigError
+from distrokit.oci.cache import Cache
 from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage
 from distrokit.reference import expand
@@ -28,9 +29,13 @@ from distrokit.system.container import ContainerSpec, allocate_ids, container_sp
 from distrokit.system.files import file_entries
 from distrokit.system.layers import image_entries, prefix_dirs
 from distrokit.system.ocispec import config_json, dumps, rootfs_mounts, runtime_json
+from distrokit.system.ocivolume import oci_layout_entries
+from distrokit.system.sbom import ImageUse, SbomOptions, sbom_entries
 from distrokit.tarstream import Entry, Origin, directory, generated_mtime, regular
 
 VOLUMES_SOURCE = "linuxkit.volumes"
+EMPTY_SOURCE = "empty"
+SBOM_LOCATION = "sbom"
 SECTIONS = (
     ("onboot", "Add onboot containers:"),
     ("onshutdown", "Add onshutdown containers:"),
@@ -103,51 +108,75 @@ def _image_part(
 
 
 def _kernel_parts(
-    config: Config, images: Mapping[str, CachedImage], workdir: Path, store: Path | None
+    config: Config,
+    images: Mapping[str, CachedImage],
+    workdir: Path,
+    store: Path | None,
+    decompress: bool,
 ) -> tuple[list[Part], kernel_mod.KernelParts | None]:
     k = config.kernel
     if k.image is None:
         return [], None
     image = _need(images, k.image)
-    ident = f"{image.digest}:{k.binary}:{k.ucode}"
+    tar = kernel_mod.tar_name(k.tar)
+    ident = f"v2:{image.digest}:{k.binary}:{k.ucode}:{tar}"
     cached_dir = None
     if store is not None:
         cached_dir = store / hashlib.sha256(ident.encode()).hexdigest()
     found = kernel_mod.load_parts(cached_dir) if cached_dir is not None else None
     if found is None:
-        found = kernel_mod.extract_files(image, k.binary, k.ucode, workdir)
+        found = kernel_mod.extract_files(image, k.binary, k.ucode, workdir, tar)
         if cached_dir is not None:
             _save_kernel(found, cached_dir)
-    parts_found = found
+    if decompress:
+        found = replace(found, binary=kernel_mod.decompress_file(found.binary, workdir))
     origin = Origin(expand(k.image), "kernel")
     cmdline = k.cmdline or ""
-
-    def boot() -> Iterator[Entry]:
-        yield directory("boot", origin)
-        yield regular("boot/cmdline", cmdline.encode(), origin, mode=0o644)
-        for name, f in (
-            ("boot/kernel", parts_found.binary),
-            ("boot/ucode.cpio", parts_found.ucode),
-        ):
-            if f is None:
-                continue
-            with f.path.open("rb") as stream:
-                entry = regular(name, b"", origin, mode=f.mode, mtime=f.mtime)
-                entry.info.size = f.size
-                yield Entry(entry.info, stream)
-
-    out = [Part("boot", "kernel", boot, None, (f"Extract kernel image: {expand(k.image)}",))]
-    tar = kernel_mod.tar_name(k.tar)
-    if tar is not None:
-        out.append(
-            Part(
-                "image",
-                "kernel",
-                lambda: kernel_mod.module_entries(image, tar, origin),
-                f"kernel-tar:{image.digest}:{tar}",
-            )
-        )
+    message = (f"Extract kernel image: {expand(k.image)}",)
+    out: list[Part] = []
+    boot_made = False
+    # LinuxKit writes the kernel, the module tar and the microcode where the image has them;
+    # boot/ comes with the first of kernel and microcode. Generated times are LinuxKit's.
+    for item in found.order:
+        if item == "tar" and tar is not None:
+            out.append(_module_part(image, tar, origin))
+        elif item in ("kernel", "ucode"):
+            entries = _boot_entries(item, found, cmdline, origin, with_dir=not boot_made)
+            boot_made = True
+            out.append(Part("boot", "kernel", entries, None))
+    if tar is not None and "tar" not in found.order:
+        raise BuildError(f"did not find kernel tar {tar} in kernel image {expand(k.image)}")
+    first = out[0]
+    out[0] = replace(first, messages=message)
     return out, found
+
+
+def _module_part(image: CachedImage, tar: str, origin: Origin) -> Part:
+    return Part(
+        "image",
+        "kernel",
+        lambda: kernel_mod.module_entries(image, tar, origin),
+        f"kernel-tar:v2:{image.digest}:{tar}",
+    )
+
+
+def _boot_entries(
+    item: str, found: kernel_mod.KernelParts, cmdline: str, origin: Origin, *, with_dir: bool
+) -> Callable[[], Iterator[Entry]]:
+    def entries() -> Iterator[Entry]:
+        if with_dir:
+            yield directory("boot", origin)
+        if item == "kernel":
+            yield regular("boot/cmdline", cmdline.encode(), origin, mode=0o644)
+        f = found.binary if item == "kernel" else found.ucode
+        assert f is not None
+        with f.path.open("rb") as stream:
+            name = "boot/kernel" if item == "kernel" else "boot/ucode.cpio"
+            entry = regular(name, b"", origin, mode=f.mode)
+            entry.info.size = f.size
+            yield Entry(entry.info, stream)
+
+    return entries
 
 
 def _save_kernel(found: kernel_mod.KernelParts, dest: Path) -> None:
@@ -196,24 +225,41 @@ def _watched(dbs: ApkDatabases, part: Part) -> Callable[[], Iterable[Entry]]:
     return lambda: dbs.watch(part.location, part.entries())
 
 
-def _volume_parts(config: Config, images: Mapping[str, CachedImage]) -> list[Part]:
+def _volume_parts(
+    config: Config, images: Mapping[str, CachedImage], cache: Cache | None
+) -> list[Part]:
     parts: list[Part] = [Part("generated", "volumes", _nothing, None, ("Add volumes:",))]
     for i, vol in enumerate(config.volumes):
-        parts.extend(_volume(vol, i, images))
+        parts.extend(_volume(vol, i, images, cache))
     return parts
 
 
-def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[Part]:
+def _volume(
+    vol: Volume, index: int, images: Mapping[str, CachedImage], cache: Cache | None
+) -> list[Part]:
     location = f"volume[{index}]"
     base = f"containers/volumes/{vol.name}/"
-    if vol.format != "filesystem":
-        raise BuildError(
-            f"volume {vol.name}: format '{vol.format}' is not supported yet",
-            hint="use format: filesystem",
-        )
     message = (f"Process volume image: {vol.name}",)
     parts: list[Part] = []
-    if vol.image is not None:
+    if vol.image is None:
+        # LinuxKit names the missing image "empty" in the records of the lower directory.
+        empty = Origin(EMPTY_SOURCE, location)
+        parts.append(
+            Part("generated", location, lambda: prefix_dirs(base + "lower/", empty), None, message)
+        )
+    elif vol.format == "oci":
+        if cache is None:
+            raise BuildError(f"volume {vol.name}: format oci needs the image cache")
+        ref, platforms = vol.image, vol.platforms
+        src = cache
+
+        def layout() -> Iterator[Entry]:
+            origin = Origin(expand(ref), location)
+            yield from prefix_dirs(base + "lower/", origin)
+            yield from oci_layout_entries(src, ref, platforms, base + "lower/", location)
+
+        parts.append(Part("generated", location, layout, None, message))
+    else:
         parts.append(
             _image_part(
                 _need(images, vol.image),
@@ -224,18 +270,15 @@ def _volume(vol: Volume, index: int, images: Mapping[str, CachedImage]) -> list[
                 messages=message,
             )
         )
-        origin = Origin(expand(vol.image), location)
-    else:
-        origin = Origin(VOLUMES_SOURCE, location)
-    empty = vol.image is None
+    origin = Origin(VOLUMES_SOURCE, location)
 
     def rest() -> Iterator[Entry]:
-        if empty:
-            yield from prefix_dirs(base + "lower/", origin)
-        yield from prefix_dirs(base + "tmp/", origin)
-        yield from prefix_dirs(base + "merged/", origin)
+        for sub in ("tmp/", "merged/"):
+            entry = directory(base + sub, origin)
+            entry.info.name = base + sub  # LinuxKit writes these with a trailing slash
+            yield entry
 
-    parts.append(Part("generated", location, rest, None, () if parts else message))
+    parts.append(Part("generated", location, rest, None))
     return parts
 
 
@@ -293,10 +336,13 @@ def _container_parts(
 
 
 def _all_containers(
-    config: Config, images: Mapping[str, CachedImage], ids: Mapping[str, int]
+    config: Config,
+    images: Mapping[str, CachedImage],
+    ids: Mapping[str, int],
+    unpacked: dict[str, str],
 ) -> list[Part]:
+    """Every container's parts; `unpacked` gets where each image is unpacked."""
     volumes = {v.name: v for v in config.volumes}
-    unpacked: dict[str, str] = {}
     parts: list[Part] = []
     problems: list[str] = []
     for section, header in SECTIONS:
@@ -324,6 +370,40 @@ def _files_part(config: Config, ids: Mapping[str, int]) -> Part:
     )
 
 
+def _sbom_part(uses: list[ImageUse], cache: Cache | None, options: SbomOptions) -> Part:
+    return Part("generated", SBOM_LOCATION, lambda: sbom_entries(uses, cache, options), None)
+
+
+def image_uses(
+    config: Config, images: Mapping[str, CachedImage], unpacked: Mapping[str, str]
+) -> list[ImageUse]:
+    """Every image of the build once, in build order, with its place in the tree (`unpacked`:
+    where containers unpacked each image) and the YAML locations using it."""
+    found: dict[str, tuple[str, list[str], str]] = {}
+
+    def add(ref: str, location: str, prefix: str) -> None:
+        name = expand(ref)
+        if name not in found:
+            found[name] = (ref, [], prefix)
+        found[name][1].append(location)
+
+    if config.kernel.image:
+        add(config.kernel.image, "kernel", "")
+    for i, ref in enumerate(config.init):
+        add(ref, f"init[{i}]", "")
+    for i, vol in enumerate(config.volumes):
+        if vol.image:
+            add(vol.image, f"volume[{i}]", f"containers/volumes/{vol.name}/lower")
+    for section, _ in SECTIONS:
+        for i, entry in enumerate(getattr(config, section)):
+            root = unpacked.get(expand(entry.image), _bundle_dir(section, i, entry.name))
+            add(entry.image, f"{section}[{i}]", root)
+    return [
+        ImageUse(name, _need(images, ref), prefix, tuple(locations))
+        for name, (ref, locations, prefix) in found.items()
+    ]
+
+
 def image_refs(config: Config) -> list[str]:
     """Every image reference the build needs, in build order, without repeats."""
     refs = [config.kernel.image] if config.kernel.image else []
@@ -338,22 +418,32 @@ def assemble(
     images: Mapping[str, CachedImage],
     workdir: Path,
     kernel_store: Path | None = None,
+    cache: Cache | None = None,
+    *,
+    decompress_kernel: bool = False,
+    sbom: SbomOptions | None = None,
 ) -> System:
     """Plan the root tree of `config` from `images` (keyed by the references in the YAML).
 
     The kernel binary/microcode are copied into `workdir` (or reused from `kernel_store`);
+    `cache` is read for volumes written as OCI layouts (their index and blobs);
+    `decompress_kernel` stores the kernel uncompressed (``--decompress-kernel``); with `sbom`
+    enabled, the SBOM of every image used is the last entry;
     everything else is read lazily when a format consumes the parts. Container specs are
     resolved here, so bad labels fail before any output is written.
     """
-    kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store)
+    kernel_parts, kernel = _kernel_parts(config, images, workdir, kernel_store, decompress_kernel)
     ids = allocate_ids(config)  # one uid/gid per container, shared by containers and files
+    unpacked: dict[str, str] = {}  # image -> where its first container unpacks it
     parts = [
         *kernel_parts,
         *_init_parts(config, images),
-        *_volume_parts(config, images),
-        *_all_containers(config, images, ids),
+        *_volume_parts(config, images, cache),
+        *_all_containers(config, images, ids, unpacked),
         _files_part(config, ids),
     ]
+    if sbom is not None and sbom.enabled:
+        parts.append(_sbom_part(image_uses(config, images, unpacked), cache, sbom))
     return System(tuple(parts), kernel, config.kernel.cmdline or "")
 
 

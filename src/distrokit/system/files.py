@@ -7,14 +7,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from distrokit.config.dump import dump_json, dump_yaml
 from distrokit.config.model import Config, File
 from distrokit.config.rules import RuleError, resolve_id
 from distrokit.errors import BuildError
+from distrokit.system.metadata import metadata_json, metadata_yaml
 from distrokit.tarstream import Entry, Origin, directory, regular, symlink
 
 FILES_SOURCE = "linuxkit.files"
-_METADATA: Mapping[str, Callable[[Config], str]] = {"yaml": dump_yaml, "json": dump_json}
+_METADATA: Mapping[str, Callable[[Config], bytes]] = {"yaml": metadata_yaml, "json": metadata_json}
 
 
 def parent_mode(mode: int) -> int:
@@ -63,7 +63,7 @@ def _content(f: File, config: Config) -> bytes | None:
         dump = _METADATA.get(f.metadata)
         if dump is None:
             raise BuildError(f"{_where(f)}: unsupported metadata format {f.metadata!r}")
-        return dump(config).encode()
+        return dump(config)
     if f.contents is not None:
         return f.contents.encode()
     return None

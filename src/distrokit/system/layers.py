@@ -7,10 +7,19 @@ flattening itself (layers, whiteouts) is `distrokit.oci.flatten`.
 
 from __future__ import annotations
 
+import io
 import tarfile
 from collections.abc import Iterator
 
-from distrokit.tarstream import Entry, Origin, directory, regular, set_origin, symlink
+from distrokit.tarstream import (
+    Entry,
+    Origin,
+    directory,
+    generated_mtime,
+    regular,
+    set_origin,
+    symlink,
+)
 
 # Section 2.3: names never copied out of an image.
 EXCLUDED = frozenset(
@@ -47,7 +56,9 @@ def image_entries(
     """Apply section 2.3 to a flattened image and move it under `prefix` ("" or "a/b/").
 
     `resolv_symlink` (init images and volumes) turns ``etc/resolv.conf`` into a symlink to
-    ``/run/resolvconf/resolv.conf`` instead of LinuxKit's "no resolv.conf" file.
+    ``/run/resolvconf/resolv.conf`` instead of LinuxKit's "no resolv.conf" file. As LinuxKit
+    does, an image's own ``etc/hosts`` and ``etc/resolv.conf`` are replaced where they stand
+    and the generated ones are appended again after the image (the later entry wins).
     """
     found: set[str] = set()
     for entry in entries:
@@ -55,12 +66,12 @@ def image_entries(
         name = info.name
         if name in EXCLUDED:
             continue
-        if name in ("etc/hosts", "etc/resolv.conf", "etc/mtab"):
+        if name in ("etc/hosts", "etc/resolv.conf"):
+            yield _replaced(entry, prefix + name, origin, resolv_symlink)
+            continue
+        if name == "etc/mtab":
             found.add(name)
-            replaced = _replacement(name, prefix, origin, resolv_symlink, info)
-            if replaced is not None:
-                yield replaced
-                continue
+            info.mtime = generated_mtime()
         if info.islnk():
             info.linkname = prefix + info.linkname
         if not info.isreg():
@@ -69,27 +80,22 @@ def image_entries(
     yield from ensured_entries(prefix, origin, found, resolv_symlink)
 
 
-def _replacement(
-    name: str, prefix: str, origin: Origin, resolv_symlink: bool, image: tarfile.TarInfo | None
-) -> Entry | None:
-    """The replaced file; an image's own entry keeps its mode, owner and mtime (LinuxKit only
-    swaps the contents)."""
-    entry: Entry
-    if name == "etc/hosts":
-        entry = regular(prefix + name, HOSTS, origin, mode=0o644)
-    elif name == "etc/resolv.conf" and resolv_symlink:
-        entry = symlink(prefix + name, RESOLV_LINK, origin)
-    elif name == "etc/resolv.conf":
-        entry = regular(prefix + name, NO_RESOLV, origin, mode=0o644)
-    else:
-        return None  # etc/mtab from the image is kept as it is
-    if image is not None:
-        info = entry.info
-        info.mtime, info.uid, info.gid = image.mtime, image.uid, image.gid
-        info.uname, info.gname = image.uname, image.gname
-        if info.isreg():
-            info.mode = image.mode
-    return entry
+def _replaced(entry: Entry, name: str, origin: Origin, resolv_symlink: bool) -> Entry:
+    """An image's own hosts/resolv.conf: LinuxKit keeps its header (mode, owner, records),
+    swaps the contents and gives it the generated mtime."""
+    info = entry.info
+    info.mtime = generated_mtime()
+    info.linkname = ""
+    if name.endswith("resolv.conf") and resolv_symlink:
+        info.type = tarfile.SYMTYPE
+        info.linkname = RESOLV_LINK
+        info.size = 0
+        return _retag(Entry(info), name, origin)
+    content = HOSTS if name.endswith("hosts") else NO_RESOLV
+    # LinuxKit fails on a link or directory here; a regular file is what it means to write.
+    info.type = tarfile.REGTYPE
+    info.size = len(content)
+    return _retag(Entry(info, io.BytesIO(content)), name, origin)
 
 
 def ensured_entries(
@@ -98,18 +104,19 @@ def ensured_entries(
     """The directories and files LinuxKit appends after every image (2.3 "ensured").
 
     Directories are always appended (LinuxKit compares against names with a trailing slash that
-    never match, so they appear twice); files only when the image lacks them.
+    never match, so they appear twice), and so are ``etc/hosts`` and ``etc/resolv.conf`` (an
+    image's own were replaced, not counted); ``etc/mtab`` only when the image lacks it. The
+    symlinks carry LinuxKit's modes: 0755 for ``etc/mtab``, 0644 for ``etc/resolv.conf``.
     """
     for name in ENSURED_DIRS:
         yield directory(prefix + name, origin)
-    if "etc/hosts" not in found:
-        yield regular(prefix + "etc/hosts", HOSTS, origin)
+    yield regular(prefix + "etc/hosts", HOSTS, origin)
     if "etc/mtab" not in found:
-        yield symlink(prefix + "etc/mtab", "/proc/mounts", origin)
-    if "etc/resolv.conf" not in found:
-        replaced = _replacement("etc/resolv.conf", prefix, origin, resolv_symlink, None)
-        assert replaced is not None
-        yield replaced
+        yield symlink(prefix + "etc/mtab", "/proc/mounts", origin, mode=0o755)
+    if resolv_symlink:
+        yield symlink(prefix + "etc/resolv.conf", RESOLV_LINK, origin, mode=0o644)
+    else:
+        yield regular(prefix + "etc/resolv.conf", NO_RESOLV, origin)
     for name in ENSURED_TAIL_DIRS:
         yield directory(prefix + name, origin)
 

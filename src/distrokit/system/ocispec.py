@@ -2,13 +2,12 @@
 
 Input is the resolved `ContainerSpec`; this module adds LinuxKit's defaults (the five default
 mounts, capability sets, ``linux.resources``), drops empty optional fields the way Go's
-``omitempty`` does, and formats JSON like Go's ``json.MarshalIndent(v, "", "    ")``: 4 spaces,
-no trailing newline.
+``omitempty`` does, and writes JSON as Go's ``json.MarshalIndent(v, "", "    ")`` does
+(`distrokit.system.gojson`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from distrokit.config.model import (
     ThrottleDevice,
 )
 from distrokit.system.container import ContainerSpec, MountSpec
+from distrokit.system.gojson import marshal_indent
 
 OCI_VERSION = "1.2.1"
 
@@ -38,8 +38,8 @@ _BIND_NS_KEYS = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 
 
 def dumps(data: Any) -> bytes:
-    """Go's MarshalIndent with 4 spaces; no trailing newline; no HTML escaping needed."""
-    return json.dumps(data, indent=4, ensure_ascii=False).encode()
+    """Go's ``MarshalIndent(v, "", "    ")``: 4 spaces, ``\u003c``-style escapes, no newline."""
+    return marshal_indent(data, "    ")
 
 
 def _compact(data: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +202,8 @@ def config_json(spec: ContainerSpec) -> dict[str, Any]:
         {
             "uidMappings": _idmaps(spec.uid_mappings),
             "gidMappings": _idmaps(spec.gid_mappings),
-            "sysctl": dict(spec.sysctl),
+            # Go writes map keys sorted (struct fields keep their order).
+            "sysctl": dict(sorted(spec.sysctl.items())),
         }
     )
     linux["resources"] = resources_json(spec.resources, spec.device_rules)
@@ -234,7 +235,7 @@ def config_json(spec: ContainerSpec) -> dict[str, Any]:
             {
                 "hostname": spec.hostname,
                 "mounts": [mount_json(m) for m in merged_mounts(spec)],
-                "annotations": dict(spec.annotations),
+                "annotations": dict(sorted(spec.annotations.items())),
             }
         )
     )

@@ -136,7 +136,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_config_label_is_validated_with_the_yaml_schema() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_build_yml("image: a\nconfig:\n  capabilities: CAP_X\n  pid: 3\n", "build.yml")
+        parse_build_yml("image: a\nconfig:\n  capabilities: CAP_X\n  pid: [3]\n", "build.yml")
     text = str(err.value)
     assert "capabilities" in text and "pid" in text
 
@@ -148,3 +148,9 @@ def test_shipped_packages_parse() -> None:
         assert spec.org == "distrokit" and spec.debian is not None
         for copy in spec.debian.copy:
             assert (root / name / copy.src).is_file(), f"{name}: {copy.src}"
+
+
+def test_empty_arches_means_the_default_as_in_linuxkit() -> None:
+    # LinuxKit's own pkg/bpftrace/build.yml has `arches:` with no value
+    spec = parse_build_yml("image: bpftrace\nnetwork: true\narches:\n", "build.yml")
+    assert spec.arches == parse_build_yml("image: x\n", "build.yml").arches

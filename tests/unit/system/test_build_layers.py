@@ -14,7 +14,7 @@ from distrokit.oci.cache import Cache
 from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage, ImageConfigBlob
 from distrokit.system.layers import HOSTS, NO_RESOLV, image_entries
-from distrokit.tarstream import Entry, Origin, TarWriter
+from distrokit.tarstream import DEFAULT_MTIME, Entry, Origin, TarWriter
 
 
 @pytest.fixture
@@ -135,18 +135,28 @@ def test_image_filters_drop_replace_and_ensure(images: Images) -> None:
         "etc/hostname",
     ):
         assert "p/lower/" + dropped not in names[: names.index("p/lower/bin/ash") + 1]
+    # the image's own etc/hosts is replaced where it stands, keeping its mode, with
+    # LinuxKit's time; the generated one is appended again after the image
+    own_hosts = next(e for e in entries if e.info.name == "p/lower/etc/hosts")
+    assert own_hosts.info.mode == 0o600 and own_hosts.info.mtime == DEFAULT_MTIME
+    assert own_hosts.data is not None and own_hosts.data.read() == HOSTS
     by_name = {e.info.name: e for e in entries}
     hosts = by_name["p/lower/etc/hosts"]
+    assert hosts.info.mode == 0o644
     assert hosts.data is not None and hosts.data.read() == HOSTS
     resolv = by_name["p/lower/etc/resolv.conf"]
     assert resolv.info.isreg() and resolv.data is not None and resolv.data.read() == NO_RESOLV
-    assert by_name["p/lower/etc/mtab"].info.linkname == "/proc/mounts"
+    mtab = by_name["p/lower/etc/mtab"].info
+    assert mtab.linkname == "/proc/mounts" and mtab.mode == 0o755
     # hard link targets are re-prefixed; owners, modes and mtimes are kept
     assert by_name["p/lower/bin/ash"].info.linkname == "p/lower/bin/sh"
     sh = by_name["p/lower/bin/sh"].info
     assert (sh.uid, sh.gid, sh.mode, sh.mtime) == (5, 6, 0o755, MTIME)
     # ensured entries come last, directories always (LinuxKit repeats them)
-    ensured = ("dev", "dev/pts", "dev/shm", "etc", "etc/mtab", "etc/resolv.conf", "proc", "sys")
+    ensured = (
+        *("dev", "dev/pts", "dev/shm", "etc", "etc/hosts", "etc/mtab", "etc/resolv.conf"),
+        *("proc", "sys"),
+    )
     assert names[names.index("p/lower/bin/ash") + 1 :] == [f"p/lower/{n}" for n in ensured]
     assert names.count("p/lower/etc") == 2
     for e in entries:
@@ -159,10 +169,12 @@ def test_image_filters_drop_replace_and_ensure(images: Images) -> None:
 def test_init_images_get_a_resolv_conf_symlink(images: Images) -> None:
     image = _image(images, [F("etc", "dir"), F("etc/resolv.conf", data=b"nameserver 1.1.1.1")])
     entries = _filtered(image, "", resolv_symlink=True)
-    resolv = [e for e in entries if e.info.name == "etc/resolv.conf"]
-    assert len(resolv) == 1
-    assert resolv[0].info.issym()
-    assert resolv[0].info.linkname == "/run/resolvconf/resolv.conf"
+    resolv = [e.info for e in entries if e.info.name == "etc/resolv.conf"]
+    # the image's own (replaced in place, its mode kept) and LinuxKit's appended one (0644)
+    assert len(resolv) == 2
+    assert all(r.issym() and r.linkname == "/run/resolvconf/resolv.conf" for r in resolv)
+    assert all(r.mtime == DEFAULT_MTIME for r in resolv)
+    assert resolv[1].mode == 0o644
 
 
 def test_flatten_does_not_keep_file_contents(tmp_path: Path) -> None:

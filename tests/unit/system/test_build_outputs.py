@@ -105,7 +105,8 @@ def test_docker_format_appends_a_dockerfile(setup: tuple[Images, Path], tmp_path
     images, yml = setup
     assert _build(images, "-format", "docker", str(yml)) == 0
     ms = members(tmp_path / "mysys.docker")
-    assert ms[-1].name == "Dockerfile"
+    # after the tree; the SBOM comes last, as LinuxKit writes them
+    assert [m.name for m in ms[-2:]] == ["Dockerfile", "sbom.spdx.json"]
     assert read_member(tmp_path / "mysys.docker", "Dockerfile").startswith(b"FROM scratch\n")
 
 
