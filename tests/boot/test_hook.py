@@ -20,12 +20,11 @@ from pathlib import Path
 
 from guest import Boot
 from hosts_systems import build_images, build_system, image_cache
-from netboot_system import system_config
-from test_netboot import Server, _distrokit, _free_port
+from hosttools import require_tools
+from netboot_system import Server, start_distrokit, system_config
+from registry import Registry, free_port
 
-from conftest import require_tools
 from distrokit.cli import main
-from registry import Registry
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ["kernel", "init", "runc", "containerd", "ca-certificates", "dhcpcd", "docker"]
@@ -80,9 +79,9 @@ def test_hook_provisions_the_disk_and_boots_it(tmp_path: Path, registry: Registr
     build_system(_hook_yaml(refs), www, "hook")
     image = _action_image(_raw_bios(refs, tmp_path), tmp_path / "buildah", registry)
     (www / "hook-actions").write_text(f"# the actions, in order\n{image}\n")
-    port = _free_port()
+    port = free_port()
     server = Server(
-        _distrokit("serve", "--address", "127.0.0.1", "--port", str(port), "--directory",
+        start_distrokit("serve", "--address", "127.0.0.1", "--port", str(port), "--directory",
                    str(www), "--kernel-param",
                    f"hook.metadata=http://10.0.2.2:{port}/hook-actions")
     )  # fmt: skip
@@ -91,7 +90,7 @@ def test_hook_provisions_the_disk_and_boots_it(tmp_path: Path, registry: Registr
     try:
         server.wait_for("Ctrl-C stops")
         first = Boot(
-            proc=_distrokit("run", "qemu", "--accel", "tcg", "--mem", "3072", "--state",
+            proc=start_distrokit("run", "qemu", "--accel", "tcg", "--mem", "3072", "--state",
                             str(state), "--disk", "size=256M",
                             "--netboot", f"http://127.0.0.1:{port}/boot.ipxe"),
             started=time.monotonic(),
@@ -104,7 +103,7 @@ def test_hook_provisions_the_disk_and_boots_it(tmp_path: Path, registry: Registr
         assert f"hook-worker: action 1: {image} succeeded" in text
         disk = state / "disk.img"
         second = Boot(
-            proc=_distrokit("run", "qemu", "--accel", "tcg", "--mem", "512", "--state",
+            proc=start_distrokit("run", "qemu", "--accel", "tcg", "--mem", "512", "--state",
                             str(tmp_path / "state2"), str(disk)),
             started=time.monotonic(),
         )  # fmt: skip

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,8 @@ from pathlib import Path
 import pytest
 from guest import Boot
 from hosttools import require_tools
-from netboot_system import FULL_MARKER, NAME, build_netboot_system
+from netboot_system import FULL_MARKER, NAME, Server, build_netboot_system, start_distrokit
+from registry import free_port
 
 TIMEOUT = 240.0
 TCG = ("--accel", "tcg", "--mem", "512")
@@ -39,59 +38,6 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_netboot_system(tmp_path_factory.mktemp("netboot"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _distrokit(*args: str, wrap: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
-    argv = [*wrap, sys.executable, "-m", "distrokit", *args]
-    return subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ},
-    )
-
-
-class Server:
-    """A running `distrokit serve`, its output collected when it is stopped."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.output = ""
-
-    def wait_for(self, text: str, timeout: float = 30) -> None:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        seen = b""
-        while text.encode() not in seen:
-            assert time.monotonic() < deadline, seen.decode(errors="replace")
-            line = self.proc.stdout.readline()
-            assert line, f"distrokit serve ended:\n{seen.decode(errors='replace')}"
-            seen += line
-        self.output += seen.decode(errors="replace")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        self.output += out.decode(errors="replace")
-        assert self.proc.returncode == 0, self.output
-        return self.output
-
-
-@pytest.fixture
-def boots() -> Iterator[list[Boot]]:
-    started: list[Boot] = []
-    yield started
-    for boot in started:
-        boot.stop()
-
-
 def _sizes(system: Path) -> tuple[int, int]:
     kernel = (system / f"{NAME}-kernel").stat().st_size
     return kernel, (system / f"{NAME}-initrd.img").stat().st_size
@@ -101,9 +47,9 @@ def _sizes(system: Path) -> tuple[int, int]:
 def test_user_networking_netboot_reaches_the_onboot_marker(
     system: Path, tmp_path: Path, boots: list[Boot], firmware: str
 ) -> None:
-    port = _free_port()
+    port = free_port()
     server = Server(
-        _distrokit("serve", "--address", "127.0.0.1", "--port", str(port),
+        start_distrokit("serve", "--address", "127.0.0.1", "--port", str(port),
                    "--directory", str(system))
     )  # fmt: skip
     try:
@@ -112,7 +58,7 @@ def test_user_networking_netboot_reaches_the_onboot_marker(
         url = f"http://127.0.0.1:{port}/boot.ipxe"
         state = str(tmp_path / "state")
         boot = Boot(
-            proc=_distrokit("--debug", "run", "qemu", *TCG, *uefi, "--state", state,
+            proc=start_distrokit("--debug", "run", "qemu", *TCG, *uefi, "--state", state,
                             "--netboot", url),
             started=time.monotonic(),
         )  # fmt: skip
@@ -171,9 +117,9 @@ def test_proxy_dhcp_netboot_in_a_namespace(
         f"--dhcp-leasefile={tmp_path / 'site.leases'}", "--log-dhcp", "--log-facility=-",
     )  # fmt: skip
     site = subprocess.Popen(site_argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    port = _free_port()
+    port = free_port()
     server = Server(
-        _distrokit("serve", "--pxe", "--interface", "br0", "--port", str(port),
+        start_distrokit("serve", "--pxe", "--interface", "br0", "--port", str(port),
                    "--directory", str(system), "--state", str(tmp_path / "pxe"),
                    wrap=_ns(netns))
     )  # fmt: skip
@@ -181,7 +127,7 @@ def test_proxy_dhcp_netboot_in_a_namespace(
         server.wait_for("Ctrl-C stops")
         state = tmp_path / "state"
         boot = Boot(
-            proc=_distrokit("run", "qemu", *TCG, "--state", str(state), "--netboot",
+            proc=start_distrokit("run", "qemu", *TCG, "--state", str(state), "--netboot",
                             "--networking", "tap,tap0", wrap=_ns(netns)),
             started=time.monotonic(),
         )  # fmt: skip

@@ -8,11 +8,11 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from hosttools import require_tools
 from minimal_system import ROOT, _distrokit
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from conftest import require_tools
 from distrokit.host import Host
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform

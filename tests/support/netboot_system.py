@@ -5,6 +5,10 @@ the machine off. Built as NAME-kernel + NAME-initrd.img + NAME-cmdline into a di
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from hosts_systems import build_images, build_system
@@ -38,3 +42,44 @@ def build_netboot_system(directory: Path) -> Path:
     refs = build_images(PACKAGES)
     build_system(json.dumps(system_config(refs), indent=1), directory, NAME)
     return directory
+
+
+def start_distrokit(*args: str, wrap: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
+    """`python -m distrokit ARGS` (behind `wrap`, e.g. ``ip netns exec NS``) in the background,
+    output collected."""
+    argv = [*wrap, sys.executable, "-m", "distrokit", *args]
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ},
+    )
+
+
+class Server:
+    """A running `distrokit serve`, its output collected when it is stopped."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.output = ""
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        seen = b""
+        while text.encode() not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            line = self.proc.stdout.readline()
+            assert line, f"distrokit serve ended:\n{seen.decode(errors='replace')}"
+            seen += line
+        self.output += seen.decode(errors="replace")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=30)
+        self.output += out.decode(errors="replace")
+        assert self.proc.returncode == 0, self.output
+        return self.output
