@@ -79,6 +79,15 @@ def _add_qemu(p: argparse.ArgumentParser) -> None:
         help="boot from the network through the NIC's iPXE (no PATH); with user networking "
         "URL is the iPXE script, e.g. http://127.0.0.1:8080/boot.ipxe from distrokit serve",
     )  # fmt: skip
+    p.add_argument(
+        "--boot-order", choices=("net", "disk"), default="net",
+        help="with --netboot: 'disk' tries the first --disk first and the network when it is "
+        "not bootable, as a provisioned server does (default net)",
+    )  # fmt: skip
+    p.add_argument(
+        "--reboot", action="store_true",
+        help="let a guest reboot restart the VM (default: a reboot ends it, as LinuxKit)",
+    )  # fmt: skip
     p.add_argument("--cpus", type=int, default=1, help="virtual CPUs (default 1)")
     p.add_argument("--mem", type=int, default=1024, help="memory in MiB (default 1024)")
     p.add_argument(
@@ -164,6 +173,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise UsageError("nothing to boot: give a PATH or --netboot")
     else:
         source = resolve(args.path, _forced_mode(args))
+    if args.boot_order == "disk" and (args.netboot is None or not args.disk):
+        raise UsageError("--boot-order disk needs --netboot and a --disk to try first")
     data: bytes | None = None
     if args.data is not None:
         data = args.data.encode()
@@ -195,6 +206,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         detach=args.detach,
         devices=tuple(args.device),
         netboot_url=netboot_url,
+        disk_first=args.boot_order == "disk",
+        reboot=args.reboot,
     )
 
 

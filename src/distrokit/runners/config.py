@@ -108,6 +108,10 @@ class RunConfig:
     detach: bool = False
     devices: tuple[str, ...] = ()  # extra ``-device`` arguments, passed through
     netboot_url: str | None = None  # the iPXE script a network boot chains to (user networking)
+    # With --netboot: try the first --disk before the network, as a provisioned server does
+    # (an empty disk falls through to the network; once written, the disk boots).
+    disk_first: bool = False
+    reboot: bool = False  # a guest reboot restarts the VM instead of ending it (-no-reboot)
 
 
 _SIZE = re.compile(r"^(\d+)([GgMm]?)$")

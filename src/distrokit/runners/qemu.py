@@ -198,7 +198,8 @@ def _devices(run: RunConfig, facts: HostFacts, machine: str) -> list[str]:
         if disk.path is None or disk.format is None:
             raise RunError(f"disk {index} was not resolved before building the QEMU command")
         args += ["-drive", f"file={disk.path},format={disk.format},if=none,id=disk{index}"]
-        args += ["-device", f"virtio-blk-{bus},drive=disk{index}"]
+        first = ",bootindex=0" if run.disk_first and index == 0 else ""
+        args += ["-device", f"virtio-blk-{bus},drive=disk{index}{first}"]
     if run.data is not None:
         iso = run.state_dir / state.DATA_ISO
         args += ["-drive", f"file={iso},media=cdrom,if=none,id=data,readonly=on"]
@@ -234,7 +235,7 @@ def _net_args(run: RunConfig, facts: HostFacts, bus: str) -> list[str]:
         netdev = f"bridge,id=net0,br={net.name}"
     device = f"virtio-net-{bus},netdev=net0" + (f",mac={facts.mac}" if facts.mac else "")
     if run.source.mode is BootMode.NETWORK:
-        device += ",bootindex=0"
+        device += ",bootindex=1" if run.disk_first else ",bootindex=0"
     return ["-netdev", netdev, "-device", device]
 
 
@@ -261,7 +262,9 @@ def qemu_argv(run: RunConfig, facts: HostFacts) -> list[str]:
         and run.source.mode is BootMode.KERNEL
         and run.arch == "x86_64"
     )
-    argv = [facts.qemu, "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"]
+    argv = [facts.qemu, "-nodefaults", "-no-user-config", "-display", "none"]
+    if not run.reboot:
+        argv.append("-no-reboot")
     argv += _machine_args(run, facts, machine, use_pvh)
     argv += ["-pidfile", str(run.state_dir / state.PID_FILE)]
     argv += _console_args(run.console)

@@ -267,3 +267,23 @@ def test_aarch64_boots_kernels_only() -> None:
 def test_unknown_arch() -> None:
     with pytest.raises(UsageError, match="unsupported --arch riscv64"):
         qemu_argv(_run(arch="riscv64"), TCG)
+
+
+NETBOOT = BootSource(mode=BootMode.NETWORK, prefix="netboot")
+
+
+def test_a_reboot_ends_the_vm_unless_asked_otherwise() -> None:
+    assert "-no-reboot" in qemu_argv(_run(), TCG)
+    assert "-no-reboot" not in qemu_argv(_run(reboot=True), TCG)
+
+
+def test_netboot_tries_the_network_first_or_the_disk_first() -> None:
+    disk = (DiskSpec(path=Path("/d.img"), format="raw"),)
+    net_first = _after(qemu_argv(_run(NETBOOT, disks=disk, netboot_url="http://h/b.ipxe"), TCG),
+                       "-device")  # fmt: skip
+    assert any(d.startswith("virtio-net-pci") and "bootindex=0" in d for d in net_first)
+    assert not any(d.startswith("virtio-blk-pci") and "bootindex" in d for d in net_first)
+    run = _run(NETBOOT, disks=disk, netboot_url="http://h/b.ipxe", disk_first=True)
+    disk_first = _after(qemu_argv(run, TCG), "-device")
+    assert "virtio-blk-pci,drive=disk0,bootindex=0" in disk_first
+    assert any(d.startswith("virtio-net-pci") and "bootindex=1" in d for d in disk_first)
