@@ -5,9 +5,9 @@ The example is built as written, with its ``@pkg:`` references replaced by this 
 packages as the boot tests build them. The action image (busybox + the raw-bios image, ``dd``
 onto DEST_DISK) is made with buildah and pushed to a local docker-registry on 127.0.0.1; the
 worker reads its instructions from a metadata URL that `distrokit serve` serves from the build
-directory, named on the kernel command line through ``--kernel-param``. One VM does it all, as a server
-would: ``--boot-order disk`` tries the empty disk first (not bootable, so the NIC netboots),
-``--reboot`` lets the worker's reboot restart the machine, which then boots from its disk.
+directory, named on the kernel command line through ``--kernel-param``. One VM does it all, as
+a server would: ``--boot-order disk`` tries the empty disk first (not bootable, so the NIC
+netboots), ``--reboot`` lets the worker's reboot restart the machine, which then boots its disk.
 """
 
 from __future__ import annotations
