@@ -18,8 +18,8 @@ from typing import IO, Any
 
 from distrokit.config.load import load_config
 from distrokit.config.model import Config
-from distrokit.errors import DistrokitError, RegistryError, UsageError
-from distrokit.oci.cache import Cache, default_cache_dir
+from distrokit.errors import CacheError, DistrokitError, RegistryError, UsageError
+from distrokit.oci.cache import Cache, check_cache_dir, default_cache_dir
 from distrokit.oci.image import INDEX_TYPES, Platform, host_platform
 from distrokit.oci.layout import EXPORT_FORMATS, export_image, import_layout
 from distrokit.oci.pull import Progress, PullOptions, pull
@@ -224,8 +224,14 @@ def _config_images(config: Config) -> Iterator[str]:
 def _cmd_clean(args: argparse.Namespace) -> int:
     root = args.cache or default_cache_dir()
     if not args.keep and not args.published_only:
-        # LinuxKit removes the whole directory.
-        shutil.rmtree(root, ignore_errors=True)
+        # LinuxKit removes the whole directory, whatever it holds; we first check it is a cache.
+        check_cache_dir(root)
+        try:
+            shutil.rmtree(root)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise CacheError(f"cannot remove image cache {root}: {err}") from err
         print(f"removed cache {root}")
         return 0
     cache = Cache(root)

@@ -61,6 +61,37 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".linuxkit" / "cache"
 
 
+# What a cache directory may hold: the layout, the lock, and temp files of atomic writes.
+_LAYOUT_NAMES = frozenset({"oci-layout", "index.json", "blobs", ".lock"})
+_TEMP_PREFIXES = (".oci-layout.", ".index.json.")
+
+
+def check_cache_dir(root: Path) -> None:
+    """Raise CacheError unless `root` is absent or holds only an image cache (OCI layout).
+
+    `cache clean` deletes the whole directory, so a folder of someone's files given by
+    mistake must be refused, not emptied.
+    """
+    try:
+        names = sorted(p.name for p in root.iterdir())
+    except FileNotFoundError:
+        return
+    except NotADirectoryError as err:
+        raise CacheError(f"{root} is not a directory, so not an image cache") from err
+    except OSError as err:
+        raise CacheError(f"cannot read image cache {root}: {err.strerror}") from err
+    stray = [n for n in names if n not in _LAYOUT_NAMES and not n.startswith(_TEMP_PREFIXES)]
+    blobs = root / "blobs"
+    if blobs.is_dir():
+        stray += [f"blobs/{p.name}" for p in blobs.iterdir() if p.name != "sha256"]
+    if stray:
+        shown = ", ".join(stray[:5]) + (", ..." if len(stray) > 5 else "")
+        raise CacheError(
+            f"{root} is not an image cache: it holds {shown}",
+            hint="an image cache holds only oci-layout, index.json, blobs/ and .lock",
+        )
+
+
 def ref_name(ref: str | Reference) -> str:
     """The name recorded in index.json: LinuxKit's expanded reference (no tag invented)."""
     return str(ref if isinstance(ref, Reference) else parse_reference(ref))

@@ -126,3 +126,33 @@ def test_clean_keep_resolves_pkg_templates(
     yml.write_text("services:\n  - name: getty\n    image: '@pkg:pkg/getty'\n")
     assert main(["cache", "clean", "--cache", str(cache_dir), "--keep", str(yml)]) == 0
     assert [e.name for e in Cache(cache_dir).list_entries()] == [built]
+
+
+def test_clean_refuses_a_directory_that_is_not_a_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "documents"
+    (folder / "blobs").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("years of work")
+    assert main(["cache", "clean", "--cache", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder} is not an image cache: it holds thesis.txt" in err
+    assert (folder / "thesis.txt").read_text() == "years of work"
+
+
+def test_clean_refuses_a_cache_with_foreign_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    (cache_dir / "notes.md").write_text("mine")
+    (cache_dir / "blobs" / "photos").mkdir()
+    assert main(["cache", "clean", "--cache", str(cache_dir)]) == 1
+    assert "it holds notes.md, blobs/photos" in capsys.readouterr().err
+    assert len(Cache(cache_dir).list_entries()) == 4
+
+
+def test_clean_of_a_missing_or_empty_directory_succeeds(tmp_path: Path) -> None:
+    assert main(["cache", "clean", "--cache", str(tmp_path / "absent")]) == 0
+    (tmp_path / "empty").mkdir()
+    assert main(["cache", "clean", "--cache", str(tmp_path / "empty")]) == 0
+    assert not (tmp_path / "empty").exists()
