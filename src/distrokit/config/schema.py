@@ -41,6 +41,8 @@ from distrokit.config.rules import (
     VOLUME_NAME_RE,
     RuleError,
     check_capability,
+    check_container_name,
+    check_image_path,
     infer_mount,
     is_special_capability_list,
     parse_bind,
@@ -148,8 +150,19 @@ def _check_device(values: dict[str, Any], node: MappingNode, path: str, ctx: Con
         )
 
 
+def _check_image_name(values: dict[str, Any], node: MappingNode, path: str, ctx: Context) -> None:
+    try:
+        check_container_name(values["name"])
+    except RuleError as err:
+        ctx.error(value_node(node, "name"), f"{path}.name", err.message, err.hint)
+
+
 def _check_file(values: dict[str, Any], node: MappingNode, path: str, ctx: Context) -> None:
     name = values.get("path", "")
+    try:
+        check_image_path(name)
+    except RuleError as err:
+        ctx.error(value_node(node, "path"), f"{path}.path", err.message, err.hint)
     has = {k for k in ("contents", "source", "metadata", "symlink") if values.get(k) is not None}
     if values.get("directory"):
         if "contents" in has:
@@ -404,6 +417,7 @@ IMAGE = Obj(
     (Field("name", STR), Field("image", REF), *IMAGE_CONFIG_FIELDS),
     model.Image,
     required=("name", "image"),
+    check=_check_image_name,
     with_origin=True,
 )
 IMAGE_CONFIG = Obj("image", IMAGE_CONFIG_FIELDS, model.ImageConfig)
