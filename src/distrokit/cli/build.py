@@ -27,7 +27,7 @@ from distrokit.formats.initrd import Compression
 from distrokit.oci.cache import Cache, default_cache_dir
 from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
-from distrokit.oci.registry import parse_mirrors
+from distrokit.oci.registry import RegistryOptions, parse_mirrors
 from distrokit.pipeline import BuildRequest, build, default_build_cache
 
 DEFAULT_FORMAT = "kernel+initrd"
@@ -87,6 +87,7 @@ def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Pla
         always=args.pull,
         mirrors=parse_mirrors(args.mirror or _env_mirrors()),
         cert_files=tuple(Path(c) for c in args.cert_file),
+        timeout=_positive(args.timeout, "--timeout"),
     )
     with _terminate_as_interrupt():
         built = build(config, cache, request, pull_options=options, progress=_log.info)
@@ -97,6 +98,12 @@ def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Pla
 
 
 _log = logging.getLogger("distrokit.cli.build")
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0:
+        raise UsageError(f"{flag} must be a positive number of seconds")
+    return value
 
 
 def _build_request(
@@ -196,6 +203,14 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="[REGISTRY=]URL",
         help="registry mirror, repeatable",
+    )
+    add(
+        "--timeout",
+        type=float,
+        default=RegistryOptions().timeout,
+        metavar="SECONDS",
+        help="give up on a registry that sends nothing, or less than 1 kB/s, for this long "
+        "(default %(default)g)",
     )
     add(
         "--cert-file",

@@ -48,6 +48,19 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
         "--cert-file", action="append", default=[], type=Path, help="extra CA certificate file"
     )
     p.add_argument("--parallel", type=int, default=4, help="parallel blob transfers (default 4)")
+    timeout_flag(p)
+
+
+def timeout_flag(p: argparse.ArgumentParser) -> None:
+    """``--timeout``: how long a registry may stay silent or crawl before a request fails."""
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=RegistryOptions().timeout,
+        metavar="SECONDS",
+        help="give up on a registry that sends nothing, or less than 1 kB/s, for this long "
+        "(default %(default)g)",
+    )
 
 
 def _cache_flag(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
@@ -151,7 +164,10 @@ def _registry_options(args: argparse.Namespace) -> dict[str, Any]:
     specs = args.mirror or [s for s in env.replace(",", " ").split() if s]
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
     return {
+        "timeout": args.timeout,
         "mirrors": parse_mirrors(specs),
         "insecure_registries": frozenset(args.insecure_registry),
         "cert_files": tuple(args.cert_file),

@@ -180,6 +180,8 @@ class _Puller:
     def _download_one(
         self, ep: Endpoint, ref: Reference, desc: Descriptor, tracker: _Tracker
     ) -> None:
+        if self.client.watchdog.cancelled:
+            raise RegistryError(f"interrupted: fetch blob {desc.digest} of {ref}")
         with self.cache.blob_writer(desc.digest) as writer:
             self.client.fetch_blob(ep, ref, desc, writer, tracker.add)
             try:
@@ -211,11 +213,19 @@ def pull(
         ThreadPoolExecutor(max_workers=max(1, opts.max_parallel)) as pool,
     ):
         puller = _Puller(cache, client, pool, platform, progress)
-        for ref in parsed:
-            found = None if opts.always else cache.find(ref, platform)
-            if found is not None:
-                _Tracker(found.reference, 0, progress).finish(cached=True)
-                out.append(found)
-                continue
-            out.append(puller.pull(ref))
+        try:
+            for ref in parsed:
+                found = None if opts.always else cache.find(ref, platform)
+                if found is not None:
+                    _Tracker(found.reference, 0, progress).finish(cached=True)
+                    out.append(found)
+                    continue
+                out.append(puller.pull(ref))
+        except BaseException:
+            # Ctrl-C (or a failure) in this thread: cut the downloads still running, so the
+            # pool's threads end now (removing their partial blobs) instead of when the
+            # registry lets them.
+            client.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return out
