@@ -207,9 +207,10 @@ def iter_body(resp: requests.Response, size: int = 1 << 20) -> Iterator[bytes]:
     watch: Watch | None = getattr(_local, "watch", None)
     while True:
         chunk = raw.read1(size, decode_content=True)
+        if watch is not None and watch.cut:
+            # A body without Content-Length ends at the cut as if complete: it is not.
+            raise requests.ConnectionError("transfer cut at its deadline")
         if not chunk:
             # urllib3 checks Content-Length on the read that finds the end.
             return
-        if watch is not None and watch.cut:
-            raise requests.ConnectionError("transfer cut at its deadline")
         yield chunk

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from distrokit.arch import oci_arch
-from distrokit.cli.validate import load_inputs, report_problems
+from distrokit.cli.validate import host_files_flag, load_inputs, report_problems
 from distrokit.config.dump import dump_yaml
 from distrokit.config.model import Config
 from distrokit.errors import ConfigError, UsageError
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     size_mb = parse_size_mib(args.size)
     platform = Platform("linux", oci_arch(args.arch)) if args.arch else host_platform()
     try:
-        config = load_inputs(args.files)
+        config = load_inputs(args.files, host_files=args.allow_host_files)
     except ConfigError as err:
         return report_problems(err)
     check_formats(args, requested_formats(args, config))
@@ -232,4 +232,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_flags(parser)
+    host_files_flag(parser)
     parser.set_defaults(func=_run)

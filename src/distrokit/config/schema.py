@@ -190,6 +190,13 @@ def _check_file(values: dict[str, Any], node: MappingNode, path: str, ctx: Conte
         except RuleError as err:
             ctx.error(value_node(node, "mode"), f"{path}.mode", err.message)
     source = values.get("source")
+    if source is not None and not ctx.host_files:
+        ctx.error(
+            value_node(node, "source"),
+            f"{path}.source",
+            f"a configuration from {ctx.file} may not read host files ({source})",
+            "pass --allow-host-files if you trust it to read any file you can read",
+        )
     if source is not None and ctx.base_dir is not None:
         values["source"] = str((ctx.base_dir / Path(source).expanduser()).absolute())
     elif source is not None:
