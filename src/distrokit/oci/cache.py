@@ -219,7 +219,12 @@ class Cache:
             return []
         except ValueError as err:
             raise CacheError(f"{path} is not valid JSON") from err
-        return [Descriptor.from_json(m) for m in data.get("manifests") or []]
+        if not isinstance(data, dict):
+            raise CacheError(f"{path} is not a JSON object")
+        try:
+            return Descriptor.list_from_json(data.get("manifests"), "manifests")
+        except CacheError as err:
+            raise CacheError(f"{path}: {err}", hint="repair or remove the damaged entry") from err
 
     def _write_index(self, entries: Sequence[Descriptor]) -> None:
         data = {
@@ -320,7 +325,7 @@ class Cache:
         self, index: Mapping[str, Any], platform: Platform, owner: str
     ) -> Descriptor:
         """LinuxKit's selection: the first manifest whose os+arch match (variant if asked)."""
-        children = [Descriptor.from_json(m) for m in index.get("manifests") or []]
+        children = Descriptor.list_from_json(index.get("manifests"), f"index {owner}: manifests")
         for child in children:
             if child.platform is not None and platform.matches(child.platform):
                 return child
@@ -347,7 +352,9 @@ class Cache:
         if "config" not in data or "layers" not in data:
             raise CacheError(f"manifest {manifest_desc.digest} of image {name} is not an image")
         config_desc = Descriptor.from_json(data["config"])
-        layers = tuple(Descriptor.from_json(layer) for layer in data["layers"])
+        layers = tuple(
+            Descriptor.list_from_json(data["layers"], f"manifest {manifest_desc.digest}: layers")
+        )
         missing = [d.digest for d in layers if not self.has_blob(d)]
         if missing:
             raise CacheError(
@@ -479,11 +486,15 @@ class Cache:
                 continue
             if not isinstance(data, dict):
                 continue
-            children = list(data.get("manifests") or [])
-            children += [data["config"]] if isinstance(data.get("config"), dict) else []
-            children += list(data.get("layers") or [])
+            children: list[Any] = [data.get("config")]
+            for key in ("manifests", "layers"):
+                value = data.get(key)
+                children += value if isinstance(value, list) else []
             for c in children:
-                child = Descriptor.from_json(c)
+                try:
+                    child = Descriptor.from_json(c)
+                except CacheError:
+                    continue  # a damaged blob: what it names cannot be found from here
                 if child.digest not in seen:
                     seen.add(child.digest)
                     if child.media_type in INDEX_TYPES | MANIFEST_TYPES:

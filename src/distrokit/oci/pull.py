@@ -155,8 +155,11 @@ class _Puller:
                 raise RegistryError(f"manifest {child.digest} of {name} changed while pulling")
         if "config" not in manifest_data or "layers" not in manifest_data:
             raise RegistryError(f"manifest {manifest.digest} of {name} is not an image manifest")
-        blobs = [Descriptor.from_json(manifest_data["config"])]
-        blobs += [Descriptor.from_json(layer) for layer in manifest_data["layers"]]
+        try:
+            blobs = [Descriptor.from_json(manifest_data["config"])]
+            blobs += Descriptor.list_from_json(manifest_data["layers"], "layers")
+        except CacheError as err:
+            raise RegistryError(f"manifest {manifest.digest} of {name}: {err}") from None
         self._download(ep, ref, name, blobs)
         # Children before parents, the name last: readers never see a dangling entry.
         self.cache.put_bytes(manifest_body, manifest.digest)
