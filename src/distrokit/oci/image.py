@@ -135,8 +135,9 @@ class Descriptor:
                 digest=_text(data["digest"]),
                 size=size,
                 platform=Platform(
-                    _text(plat["os"]), _text(plat["architecture"]), _text(plat.get("variant"))
-                    or None,
+                    _text(plat["os"]),
+                    _text(plat["architecture"]),
+                    _text(plat.get("variant")) or None,
                 )
                 if isinstance(plat, Mapping)
                 else None,
