@@ -14,6 +14,7 @@ import json
 import logging
 import ssl
 import threading
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,10 +111,18 @@ def is_loopback(registry: str) -> bool:
 
 
 class _CAAdapter(HTTPAdapter):
-    """An adapter whose TLS context trusts the system CAs plus the given certificate files."""
+    """An adapter whose TLS context trusts the system CAs plus the given certificate files.
 
-    def __init__(self, cert_files: Sequence[Path], pool: int) -> None:
+    With `verify` false (a registry named by --insecure-registry) the context checks neither
+    certificate nor host name: requests cannot turn verification off on a context that checks
+    host names (it fails with "Cannot set verify_mode to CERT_NONE").
+    """
+
+    def __init__(self, cert_files: Sequence[Path], pool: int, *, verify: bool = True) -> None:
         self._ctx = ssl.create_default_context()
+        if not verify:
+            self._ctx.check_hostname = False
+            self._ctx.verify_mode = ssl.CERT_NONE
         for cert in cert_files:
             try:
                 self._ctx.load_verify_locations(cafile=str(cert))
@@ -151,6 +160,14 @@ class RegistryClient:
         self.watchdog = Watchdog()
         adapter = _CAAdapter(self.options.cert_files, self.options.max_parallel + 4)
         self.session.mount("https://", watch_pools(adapter))
+        # Endpoints of registries named by --insecure-registry: TLS without verification. The
+        # user asked for it by name: urllib3's warning on every request would only be noise.
+        self.insecure_session = requests.Session()
+        if self.options.insecure_registries:
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        insecure = _CAAdapter((), self.options.max_parallel + 4, verify=False)
+        self.insecure_session.mount("https://", watch_pools(insecure))
+        self.insecure_session.mount("http://", watch_pools(HTTPAdapter()))
         plain = HTTPAdapter(pool_maxsize=self.options.max_parallel + 4)
         self.session.mount("http://", watch_pools(plain))
         self._auth: dict[tuple[str, str], str] = {}
@@ -160,6 +177,7 @@ class RegistryClient:
         """Close pooled connections."""
         self.watchdog.close()
         self.session.close()
+        self.insecure_session.close()
 
     def cancel(self) -> None:
         """Stop every transfer now (from any thread): the user interrupted."""
@@ -312,8 +330,9 @@ class RegistryClient:
         token = self._auth.get((ep.base, scope))
         if token:
             hdrs["Authorization"] = token
+        session = self.session if ep.verify else self.insecure_session
         try:
-            return self.session.request(
+            return session.request(
                 method,
                 url,
                 headers=hdrs,
@@ -373,8 +392,9 @@ class RegistryClient:
         if challenge.params.get("service"):
             params["service"] = challenge.params["service"]
         auth = (creds.username, creds.password) if creds else None
+        session = self.session if ep.verify else self.insecure_session
         try:
-            resp = self.session.get(
+            resp = session.get(
                 challenge.params["realm"],
                 params=params,
                 auth=auth,
