@@ -373,7 +373,13 @@ class Cache:
         )
 
     def find(self, ref: str | Reference, platform: Platform) -> CachedImage | None:
-        """Like `image`, but None when the image is absent or incomplete."""
+        """Like `image`, but None when the image is absent or incomplete.
+
+        A damaged index.json is still an error: hiding it would send a pull to the registry
+        and report the cache's problem as the network's.
+        """
+        if self.lookup(ref) is None:
+            return None
         try:
             return self.image(ref, platform)
         except CacheError:

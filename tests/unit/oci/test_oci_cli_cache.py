@@ -156,3 +156,16 @@ def test_clean_of_a_missing_or_empty_directory_succeeds(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert main(["cache", "clean", "--cache", str(tmp_path / "empty")]) == 0
     assert not (tmp_path / "empty").exists()
+
+
+def test_a_damaged_index_json_is_reported_not_taken_for_a_network_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    (cache_dir / "index.json").write_text('{"manifests": "not a list"}')
+    # Port 1 on loopback: a pull that reached for the network would fail to connect.
+    code = main(["cache", "pull", "--cache", str(cache_dir), "127.0.0.1:1/some/image:1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{cache_dir / 'index.json'}: manifests is not a list of descriptors" in err
+    assert "cannot reach" not in err
