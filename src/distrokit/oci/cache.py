@@ -189,27 +189,57 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs" / "sha256"
+        layout = self.root / "oci-layout"
+        if self.blob_dir.is_dir() and layout.exists() and (self.root / "index.json").exists():
+            return  # nothing to create: a read-only cache can still be read
         try:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                if not layout.exists():
+                    atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
+                if not (self.root / "index.json").exists():
+                    self._write_index([])
         except OSError as err:
             raise CacheError(f"cannot create image cache at {self.root}: {err}") from err
-        with self._locked():
-            layout = self.root / "oci-layout"
-            if not layout.exists():
-                atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
-            if not (self.root / "index.json").exists():
-                self._write_index([])
 
     # -- locking and index.json ---------------------------------------------------------
 
     @contextlib.contextmanager
     def _locked(self, shared: bool = False) -> Iterator[None]:
-        with (self.root / ".lock").open("a+b") as f:
+        with self._lock_file(shared) as f:
+            if f is None:
+                yield  # a read-only cache without a lock file: nobody can be writing it
+                return
             fcntl.flock(f.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _lock_file(self, shared: bool) -> contextlib.AbstractContextManager[Any]:
+        """The open lock file; for readers of a read-only cache, opened read-only or None."""
+        path = self.root / ".lock"
+        try:
+            return path.open("a+b")
+        except IsADirectoryError:
+            # Left by a bad copy or unpack; the lock holds no data, so an empty one is
+            # replaced. A non-empty one may be someone's: say so instead.
+            try:
+                path.rmdir()
+                return path.open("a+b")
+            except OSError as err:
+                raise CacheError(
+                    f"{path} is a directory, not the cache's lock file", hint=f"remove {path}"
+                ) from err
+        except OSError as err:
+            if not shared:
+                raise CacheError(f"cannot lock image cache {self.root}: {err.strerror}") from err
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            return contextlib.nullcontext()
+        except OSError as err:
+            raise CacheError(f"cannot lock image cache {self.root}: {err.strerror}") from err
 
     def _read_index(self) -> list[Descriptor]:
         path = self.root / "index.json"
@@ -305,7 +335,8 @@ class Cache:
         except FileNotFoundError as err:
             raise CacheError(f"blob {digest}{of} is missing from the cache") from err
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only cache keeps it
+                path.unlink(missing_ok=True)
             raise CacheError(f"blob {digest}{of} is corrupt in the cache (removed)")
         return data
 

@@ -7,6 +7,7 @@ compressed blob's sha256 while it is read, so a corrupt cache entry never goes u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -418,7 +419,8 @@ class CachedImage:
 
         def mismatch(got: str) -> CacheError:
             # Drop the bad blob so the next pull sees it missing and fetches it again.
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # unless the cache is read-only
+                path.unlink(missing_ok=True)
             return CacheError(
                 f"layer {desc.digest} of image {self.reference} is corrupt in the cache "
                 f"(content hashes to {got})",

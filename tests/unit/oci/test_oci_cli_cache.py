@@ -169,3 +169,19 @@ def test_a_damaged_index_json_is_reported_not_taken_for_a_network_error(
     assert code == 1
     assert f"{cache_dir / 'index.json'}: manifests is not a list of descriptors" in err
     assert "cannot reach" not in err
+
+
+def test_a_lock_that_is_a_directory_is_repaired_when_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    lock = cache_dir / ".lock"
+    lock.unlink()
+    lock.mkdir()
+    assert main(["cache", "ls", "--cache", str(cache_dir)]) == 0
+    assert lock.is_file()
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    lock.unlink()
+    (lock / "keep").mkdir(parents=True)
+    assert main(["cache", "ls", "--cache", str(cache_dir)]) == 1
+    assert f"{lock} is a directory, not the cache's lock file" in capsys.readouterr().err
