@@ -561,6 +561,15 @@ class Cache:
             for d in self.entries()
         ]
 
+    def drop_unreferenced(self, digests: set[str]) -> None:
+        """Remove those of `digests` no named image reaches (blobs a failed import left)."""
+        with self._locked():
+            entries = self._read_index()
+            keep = set().union(*(self.reachable(d) for d in entries)) if entries else set()
+            for digest in digests - keep:
+                with contextlib.suppress(CacheError, OSError):
+                    self.blob_path(digest).unlink(missing_ok=True)
+
     def remove(self, refs: Sequence[str | Reference]) -> list[str]:
         """Remove images and the blobs no remaining image uses; return the names removed.
 

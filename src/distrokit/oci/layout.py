@@ -50,7 +50,20 @@ def _image_name(desc: Descriptor) -> str | None:
 
 
 def import_layout(cache: Cache, stream: IO[bytes], *, source: str = "archive") -> list[str]:
-    """Import an OCI layout tar from `stream`; return the image names recorded."""
+    """Import an OCI layout tar from `stream`; return the image names recorded.
+
+    Blobs the archive brought that no named image uses afterwards (all of them, when the
+    import fails) are removed again: nothing could reach them to remove them later.
+    """
+    added: set[str] = set()
+    try:
+        return _import(cache, stream, source, added)
+    finally:
+        if added:
+            cache.drop_unreferenced(added)
+
+
+def _import(cache: Cache, stream: IO[bytes], source: str, added: set[str]) -> list[str]:
     index: dict[str, Any] | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
@@ -68,6 +81,8 @@ def import_layout(cache: Cache, stream: IO[bytes], *, source: str = "archive") -
                 elif name.startswith("blobs/sha256/"):
                     digest = "sha256:" + name.removeprefix("blobs/sha256/")
                     digest_hex(digest)
+                    if not cache.blob_path(digest).exists():
+                        added.add(digest)
                     with cache.blob_writer(digest) as writer:
                         while chunk := fobj.read(1 << 20):
                             writer.write(chunk)

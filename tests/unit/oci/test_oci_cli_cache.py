@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import subprocess
+import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from registry import make_layer
 from distrokit.cli import main
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import ImageConfigBlob, Platform
+from distrokit.oci.layout import export_image
 
 AMD64 = Platform.parse("linux/amd64")
 KEPT = ("reg.example/sys/kernel:1", "reg.example/sys/init:2", "reg.example/sys/getty:3")
@@ -185,3 +190,54 @@ def test_a_lock_that_is_a_directory_is_repaired_when_empty(
     (lock / "keep").mkdir(parents=True)
     assert main(["cache", "ls", "--cache", str(cache_dir)]) == 1
     assert f"{lock} is a directory, not the cache's lock file" in capsys.readouterr().err
+
+
+def _layout_tar(tmp_path: Path, edit: Callable[[dict[str, bytes]], None]) -> Path:
+    """An exported OCI layout of one image, its members changed by `edit`."""
+    cache_dir = _fill(tmp_path)
+    out = io.BytesIO()
+    export_image(Cache(cache_dir), KEPT[0], AMD64, out)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    edit(members)
+    path = tmp_path / "edited.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _blobs(cache_dir: Path) -> list[str]:
+    return sorted(p.name for p in (cache_dir / "blobs" / "sha256").iterdir())
+
+
+def test_a_failed_import_leaves_no_orphan_blobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unnamed(members: dict[str, bytes]) -> None:
+        index = json.loads(members["index.json"])
+        del index["manifests"][0]["annotations"]
+        members["index.json"] = json.dumps(index).encode()
+
+    archive = _layout_tar(tmp_path, unnamed)
+    target = tmp_path / "target"
+    assert main(["cache", "import", "--cache", str(target), str(archive)]) == 1
+    assert "names no image" in capsys.readouterr().err
+    assert _blobs(target) == []
+
+
+def test_an_import_keeps_only_blobs_its_images_use(tmp_path: Path) -> None:
+    stray = b"not part of any image"
+    digest = hashlib.sha256(stray).hexdigest()
+
+    def extra(members: dict[str, bytes]) -> None:
+        members[f"blobs/sha256/{digest}"] = stray
+
+    archive = _layout_tar(tmp_path, extra)
+    target = tmp_path / "target"
+    assert main(["cache", "import", "--cache", str(target), str(archive)]) == 0
+    assert digest not in _blobs(target)
+    assert len(_blobs(target)) == 3  # manifest, config, layer
