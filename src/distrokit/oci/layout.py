@@ -89,6 +89,9 @@ def _import(cache: Cache, stream: IO[bytes], source: str, added: set[str]) -> li
                         writer.commit()
     except (tarfile.TarError, ValueError, EOFError, zlib.error, lzma.LZMAError) as err:
         raise CacheError(f"{source} is not a readable OCI layout tar: {err}") from err
+    except TypeError as err:
+        # tarfile's stream reader fails this way on a gzip header cut short (b"\x1f\x8b\x08").
+        raise CacheError(f"{source} is not a readable OCI layout tar: truncated") from err
     except CacheError as err:
         raise CacheError(f"{source}: {err}") from err
     if index is None:
