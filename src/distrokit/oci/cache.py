@@ -45,6 +45,7 @@ from distrokit.oci.image import (
     ImageConfigBlob,
     Platform,
     canonical_json,
+    declared_platform,
     digest_hex,
 )
 from distrokit.reference import Reference, parse_reference
@@ -89,6 +90,16 @@ def check_cache_dir(root: Path) -> None:
         raise CacheError(
             f"{root} is not an image cache: it holds {shown}",
             hint="an image cache holds only oci-layout, index.json, blobs/ and .lock",
+        )
+
+
+def check_platform(raw_config: bytes, platform: Platform, name: str) -> None:
+    """Raise CacheError if an image config states another os/architecture than `platform`."""
+    declared = declared_platform(raw_config)
+    if declared is not None and not platform.matches(declared):
+        raise CacheError(
+            f"image {name} is built for {declared}, not {platform}",
+            hint=f"it has a single manifest (no index): use an image built for {platform}",
         )
 
 
@@ -392,7 +403,11 @@ class Cache:
                 f"image {name} is incomplete in the cache: missing layer(s) {', '.join(missing)}",
                 hint=f"pull it again: distrokit cache pull {name}",
             )
-        config = ImageConfigBlob.from_bytes(self.read_blob(config_desc.digest, owner=name))
+        raw_config = self.read_blob(config_desc.digest, owner=name)
+        config = ImageConfigBlob.from_bytes(raw_config)
+        if manifest_desc is root:
+            # A single manifest has no platform list: its config says what it is built for.
+            check_platform(raw_config, platform, name)
         return CachedImage(
             reference=name,
             digest=manifest_desc.digest,

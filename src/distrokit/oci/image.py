@@ -96,6 +96,20 @@ class Platform:
         return f"{base}/{self.variant}" if self.variant else base
 
 
+def declared_platform(raw: bytes) -> Platform | None:
+    """The platform an image config blob states (os and architecture), if it states both."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    os_, arch, variant = data.get("os"), data.get("architecture"), data.get("variant")
+    if not (isinstance(os_, str) and isinstance(arch, str) and os_ and arch):
+        return None
+    return Platform(os_, arch, variant if isinstance(variant, str) and variant else None)
+
+
 def host_platform() -> Platform:
     """The platform of the machine distrokit runs on (``linux/<GOARCH>``)."""
     machine = _platform.machine().lower()

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distrokit.errors import CacheError, RegistryError
-from distrokit.oci.cache import Cache, ref_name
+from distrokit.oci.cache import Cache, check_platform, ref_name
 from distrokit.oci.image import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -160,6 +160,16 @@ class _Puller:
             blobs += Descriptor.list_from_json(manifest_data["layers"], "layers")
         except CacheError as err:
             raise RegistryError(f"manifest {manifest.digest} of {name}: {err}") from None
+        if root.media_type not in INDEX_TYPES:
+            # Only the config says which platform a single manifest is for: check it before
+            # the layers are fetched and the name is recorded.
+            config = blobs[0]
+            if not self.cache.has_blob(config):
+                self._download_one(ep, ref, config, _Tracker(name, 0, None))
+            try:
+                check_platform(self.cache.read_blob(config.digest, owner=name), self.platform, name)
+            except CacheError as err:
+                raise RegistryError(err.message, hint=err.hint) from None
         self._download(ep, ref, name, blobs)
         # Children before parents, the name last: readers never see a dangling entry.
         self.cache.put_bytes(manifest_body, manifest.digest)

@@ -30,9 +30,15 @@ TIMEOUT = 2.0
 SLACK = 4.0
 
 
+LAYER_DIGESTS: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def image(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A two-layer image (about 400 kB) pushed to the registry; its repository and tag."""
+    """A two-layer image (about 400 kB) pushed to the registry; its repository and tag.
+
+    Its layers' digests are left in `LAYER_DIGESTS`.
+    """
     require_tools("docker-registry")
     tmp = tmp_path_factory.mktemp("faults")
     cache = Cache(tmp / "build")
@@ -43,6 +49,7 @@ def image(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
     ]
     cache.add_image(ref, layers, ImageConfigBlob(cmd=("/bin/true",)), AMD64)
     push(cache, ref)
+    LAYER_DIGESTS[:] = [d.digest for d in cache.image(ref, AMD64).layers]
     return "faults/image:1"
 
 
@@ -103,18 +110,22 @@ def test_blob_dropped_midway_is_resumed(proxy: FaultProxy, image: str, tmp_path:
     assert took < TIMEOUT + SLACK + 2  # two resumes, each after a short backoff
 
 
+@pytest.mark.parametrize("stalled", ["config", "layer"])
 def test_ctrl_c_during_a_stalled_pull_ends_within_two_seconds(
-    proxy: FaultProxy, image: str, tmp_path: Path
+    proxy: FaultProxy, image: str, tmp_path: Path, stalled: str
 ) -> None:
     cache = tmp_path / "cache"
-    proxy.faults = [Fault("stall-body", "/blobs/")]
+    # The config is fetched first, by the main thread; layers by the download threads.
+    match = "/blobs/" if stalled == "config" else LAYER_DIGESTS[0]
+    proxy.faults = [Fault("stall-body", match)]
     argv = [sys.executable, "-m", "distrokit", "cache", "pull", "--cache", str(cache)]
     # The default deadline (30 s): only the interrupt can end this pull in time.
     proc = subprocess.Popen(
         [*argv, f"{proxy.host}/{image}"], stderr=subprocess.PIPE, text=True, env=os.environ
     )
     try:
-        assert wait_for(lambda: any(p.stat().st_size for p in _partials(cache)), 30)
+        assert wait_for(lambda: any(m == "stall-body" for _, _, m in proxy.hits), 30)
+        assert wait_for(lambda: bool(_partials(cache)), 30)
         time.sleep(0.3)
         start = time.monotonic()
         proc.send_signal(signal.SIGINT)

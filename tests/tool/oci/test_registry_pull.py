@@ -524,6 +524,17 @@ def test_https_mirror_needs_its_ca_certificate(registry: Registry, tmp_path: Pat
         assert err.value.hint is not None and "--cert-file" in err.value.hint
 
 
+def test_arch_of_a_single_manifest_image_is_checked(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, _ = _build_and_push(tmp_path, registry, "test/amd64only:1", seed=161)
+    cache_dir = tmp_path / "cache"
+    assert main(["cache", "pull", "--cache", str(cache_dir), "--arch", "arm64", ref]) == 1
+    assert f"image {ref} is built for linux/amd64, not linux/arm64" in capsys.readouterr().err
+    assert Cache(cache_dir).entries() == []
+    assert main(["cache", "pull", "--cache", str(cache_dir), "--arch", "amd64", ref]) == 0
+
+
 def test_insecure_registry_reaches_tls_without_verification(
     registry: Registry, tmp_path: Path
 ) -> None:

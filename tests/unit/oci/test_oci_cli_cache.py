@@ -15,6 +15,7 @@ import pytest
 from registry import make_layer
 
 from distrokit.cli import main
+from distrokit.errors import CacheError
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import ImageConfigBlob, Platform
 from distrokit.oci.layout import export_image
@@ -241,3 +242,11 @@ def test_an_import_keeps_only_blobs_its_images_use(tmp_path: Path) -> None:
     assert main(["cache", "import", "--cache", str(target), str(archive)]) == 0
     assert digest not in _blobs(target)
     assert len(_blobs(target)) == 3  # manifest, config, layer
+
+
+def test_a_single_manifest_image_is_only_used_for_its_own_platform(tmp_path: Path) -> None:
+    cache = Cache(_fill(tmp_path))
+    assert cache.image(KEPT[0], AMD64).config.architecture == "amd64"
+    with pytest.raises(CacheError, match=r"is built for linux/amd64, not linux/arm64"):
+        cache.image(KEPT[0], Platform.parse("linux/arm64"))
+    assert cache.find(KEPT[0], Platform.parse("linux/arm64")) is None
