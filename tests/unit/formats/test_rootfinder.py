@@ -189,3 +189,48 @@ def test_a_truncated_module_is_an_error(tmp_path: Path) -> None:
     tar = _tar(tmp_path / "root.tar", [(f"{rel}/isofs.ko.gz", data, None)])
     with pytest.raises(BuildError, match=r"isofs\.ko\.gz cannot be decompressed"):
         rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",))
+
+
+def _link_tar(path: Path, members: list[tarfile.TarInfo]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info in members:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    return path
+
+
+def _info(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", size: int = 1
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = kind, link, 1000
+    info.size = size if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def test_staging_takes_what_tar_and_initrd_take(tmp_path: Path) -> None:
+    # A later entry replaces what an earlier one left at its name, even a whole directory.
+    tar = _link_tar(
+        tmp_path / "over.tar",
+        [_info("etc", tarfile.DIRTYPE), _info("etc/a"), _info("etc", size=3),
+         _info("x"), _info("x", tarfile.DIRTYPE), _info("x/y")],
+    )  # fmt: skip
+    root = tmp_path / "root"
+    staging.unpack_rootfs(tar, root, epoch=5)
+    assert (root / "etc").read_bytes() == b"xxx"
+    assert (root / "x" / "y").is_file()
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([_info("a", tarfile.LNKTYPE, link="missing")], "points at 'missing', which is not an"),
+        ([_info("d/" + "n" * 300)], "File name too long"),
+    ],
+    ids=["hard link to a missing target", "name too long"],
+)
+def test_staging_refuses_what_no_file_system_holds_with_an_error(
+    tmp_path: Path, members: list[tarfile.TarInfo], message: str
+) -> None:
+    tar = _link_tar(tmp_path / "bad.tar", members)
+    with pytest.raises(BuildError, match=message):
+        staging.unpack_rootfs(tar, tmp_path / "root", epoch=5)
