@@ -29,6 +29,7 @@ from typing import Any
 import zstandard
 
 from distrokit.errors import CacheError
+from distrokit.leftovers import sweep, temp_prefix
 from distrokit.oci.image import (
     CHUNK,
     INDEX_TYPES,
@@ -139,7 +140,7 @@ class BlobWriter:
     def __init__(self, blob_dir: Path, expected: str | None) -> None:
         self.expected = expected
         self._blob_dir = blob_dir
-        fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=".partial-")
+        fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=temp_prefix(".partial-"))
         os.fchmod(fd, _FILE_MODE)
         self.tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
@@ -553,9 +554,11 @@ class Cache:
                         stack.append(child)
         return seen
 
-    def _drop_stale_partials(self) -> None:
-        # Left by processes that were killed mid-download; a live download touches its file
-        # at least every few seconds, so a day-old one is certainly abandoned.
+    def drop_stale_partials(self) -> None:
+        """Remove partial blobs of killed downloads: by process id, or after a day."""
+        # By process id when the maker ran in this pid namespace; otherwise by age: a live
+        # download touches its file at least every few seconds.
+        sweep(self.blob_dir, ".partial-")
         cutoff = time.time() - _STALE_PARTIAL_SECONDS
         for partial in self.blob_dir.glob(".partial-*"):
             with contextlib.suppress(FileNotFoundError):
@@ -602,5 +605,5 @@ class Cache:
             for digest in doomed - keep:
                 with contextlib.suppress(CacheError):
                     self.blob_path(digest).unlink(missing_ok=True)
-            self._drop_stale_partials()
+            self.drop_stale_partials()
         return [d.annotations.get(REF_NAME, "") for d in gone]

@@ -220,6 +220,7 @@ def pull(
     """
     opts = options or PullOptions()
     parsed = [r if isinstance(r, Reference) else parse_reference(r) for r in refs]
+    cache.drop_stale_partials()
     out: list[CachedImage] = []
     with (
         RegistryClient(opts) as client,
