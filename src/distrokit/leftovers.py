@@ -34,6 +34,13 @@ def temp_prefix(base: str) -> str:
     return f"{base}{_pid_namespace()}.{os.getpid()}-"
 
 
+def untagged(name: str) -> str:
+    """`name` up to this namespace's tag: for a temp name made next to a temp name (a staged
+    tree next to a temp output), what the next run's own names share with it."""
+    match = re.search(rf"{_pid_namespace()}\.\d+-", name)
+    return name[: match.start()] if match else name
+
+
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)

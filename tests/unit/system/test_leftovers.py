@@ -3,12 +3,15 @@ segments, partial blobs) is removed by the next run, by process id: never a live
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 from buildfix import F, config_from, new_images, run_build
 
+from distrokit.formats.disk import atomic_output, scratch_dir
 from distrokit.leftovers import sweep, temp_prefix
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform
@@ -90,3 +93,19 @@ def test_a_pull_removes_partial_blobs_of_killed_downloads(tmp_path: Path) -> Non
         assert mine.tmp.exists()
     finally:
         mine.abort()
+
+
+def test_a_staged_tree_of_a_killed_build_is_removed_beside_the_next(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    reserved = _tagged(".k.iso.", dead) + ".tmp"  # the output a killed build was writing
+    staged = tmp_path / (_tagged(f".{reserved}.", dead))
+    (staged / "root" / "dev").mkdir(parents=True)
+    os.mknod(staged / "root/dev/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    (tmp_path / reserved).write_bytes(b"half an iso")
+    mine = tmp_path / (temp_prefix(".k.iso.") + "now.tmp")  # this build's reserved output
+    with scratch_dir(mine) as scratch:
+        assert scratch.exists()
+        assert not staged.exists()
+    with atomic_output(tmp_path / "k.iso") as tmp:
+        tmp.write_bytes(b"iso")
+    assert not (tmp_path / reserved).exists()
