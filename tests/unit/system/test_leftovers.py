@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from distrokit.oci.pull import pull
 
 
 def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
+    proc = subprocess.Popen([sys.executable, "-c", ""])
     proc.wait()
     return proc.pid
 
@@ -31,7 +32,8 @@ def _tagged(base: str, pid: int, namespace: str | None = None) -> str:
 
 
 def test_sweep_removes_only_what_dead_processes_of_this_namespace_left(tmp_path: Path) -> None:
-    dead, alive = _dead_pid(), subprocess.Popen(["sleep", "30"])
+    dead = _dead_pid()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         gone = tmp_path / _tagged(".out.tar.", dead)
         gone.mkdir()
