@@ -101,7 +101,7 @@ _log = logging.getLogger("distrokit.cli.build")
 
 
 def _positive(value: float, flag: str) -> float:
-    if not value > 0:
+    if not 0 < value < 1e6:  # also refuses nan and inf
         raise UsageError(f"{flag} must be a positive number of seconds")
     return value
 

@@ -164,7 +164,7 @@ def _registry_options(args: argparse.Namespace) -> dict[str, Any]:
     specs = args.mirror or [s for s in env.replace(",", " ").split() if s]
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
-    if not args.timeout > 0:
+    if not 0 < args.timeout < 1e6:  # also refuses nan and inf
         raise UsageError("--timeout must be a positive number of seconds")
     return {
         "timeout": args.timeout,

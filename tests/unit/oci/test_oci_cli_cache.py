@@ -250,3 +250,12 @@ def test_a_single_manifest_image_is_only_used_for_its_own_platform(tmp_path: Pat
     with pytest.raises(CacheError, match=r"is built for linux/amd64, not linux/arm64"):
         cache.image(KEPT[0], Platform.parse("linux/arm64"))
     assert cache.find(KEPT[0], Platform.parse("linux/arm64")) is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_timeout_must_be_a_positive_finite_number(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["cache", "pull", "--cache", str(tmp_path), "--timeout", value, "127.0.0.1:1/x"]
+    assert main(argv) == 2
+    assert "--timeout must be a positive number of seconds" in capsys.readouterr().err
