@@ -81,10 +81,15 @@ class Watch:
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+def current_watch() -> Watch | None:
+    """The watch of the transfer this thread is in, if any."""
+    return getattr(_local, "watch", None)
+
+
 def _attach(conn: Any) -> Any:
     # The socket, not the connection: http.client drops a connection's socket (handing it to
     # the response) when the server says Connection: close.
-    watch: Watch | None = getattr(_local, "watch", None)
+    watch = current_watch()
     sock = getattr(conn, "sock", None)
     if watch is not None and sock is not None:
         watch.attach(sock)
@@ -204,7 +209,7 @@ def read_body(resp: requests.Response, limit: int, watch: Watch | None) -> bytes
 def iter_body(resp: requests.Response, size: int = 1 << 20) -> Iterator[bytes]:
     """Pieces of the body of a streamed `resp` as soon as they arrive (up to `size` each)."""
     raw = resp.raw
-    watch: Watch | None = getattr(_local, "watch", None)
+    watch = current_watch()
     while True:
         chunk = raw.read1(size, decode_content=True)
         if watch is not None and watch.cut:

@@ -30,6 +30,7 @@ from distrokit.deadline import (
     BodyTooLarge,
     Watch,
     Watchdog,
+    current_watch,
     iter_body,
     read_body,
     watch_pools,
@@ -230,7 +231,7 @@ class RegistryClient:
         The body is always streamed (the caller reads it, bounded, or closes the response).
         Without a watch active in this thread (see `transfer`), the request gets its own.
         """
-        if self.current_watch() is None:
+        if current_watch() is None:
             with self.transfer() as watch:
                 resp = self.request(
                     ep, method, path, scope=scope, what=what, headers=headers, data=data,
@@ -257,7 +258,7 @@ class RegistryClient:
                     raise RegistryError(f"cannot reach {ep.registry} ({ep.base}): {err}") from err
                 attempt = self._sleep(attempt, None)
                 continue
-            current = self.current_watch()
+            current = current_watch()
             if current is not None:
                 current.extend()  # an answer came: the deadline starts again
             if resp.status_code == 401 and not authed and replayable:
@@ -276,13 +277,6 @@ class RegistryClient:
                 raise self._auth_error(ep, what)
             return resp
 
-    @staticmethod
-    def current_watch() -> Watch | None:
-        """The watch of the transfer this thread is in, if any."""
-        from distrokit.deadline import _local
-
-        return getattr(_local, "watch", None)
-
     def transfer(self, seconds: float | None = None) -> contextlib.AbstractContextManager[Watch]:
         """A deadline for one transfer made by this thread (default: the timeout)."""
         return self.watchdog.watch(self.options.timeout if seconds is None else seconds)
@@ -293,7 +287,7 @@ class RegistryClient:
         A socket timeout is the same stall seen from the socket (it is set a little longer
         than the deadline, but the two may race).
         """
-        watch = self.current_watch()
+        watch = current_watch()
         timed_out = isinstance(err, (requests.Timeout, urllib3.exceptions.TimeoutError))
         if watch is None or not (watch.cut or timed_out):
             return
@@ -354,7 +348,7 @@ class RegistryClient:
         if retry_after and retry_after.isdigit():
             delay = min(float(retry_after), 30.0)
         log.debug("retrying in %.1fs", delay)
-        watch = self.current_watch()
+        watch = current_watch()
         if watch is not None:
             # Waiting is not the registry's fault: the deadline starts after the wait.
             watch.extend(delay + watch.window)
@@ -410,7 +404,7 @@ class RegistryClient:
                         f"token service of {ep.registry} answered HTTP {resp.status_code} "
                         f"for {what}"
                     )
-                raw = read_body(resp, MAX_SMALL_BODY, self.current_watch())
+                raw = read_body(resp, MAX_SMALL_BODY, current_watch())
         except (*_NETWORK_ERRORS, BodyTooLarge) as err:
             self.check_cut(ep, f"get a token for {what}", err)
             raise RegistryError(f"cannot reach the token service of {ep.registry}: {err}") from err
@@ -425,7 +419,7 @@ class RegistryClient:
         detail = ""
         try:
             if not getattr(resp, "_content_consumed", False):  # streamed: read a bounded part
-                _set_body(resp, read_body(resp, MAX_SMALL_BODY, self.current_watch()))
+                _set_body(resp, read_body(resp, MAX_SMALL_BODY, current_watch()))
             errors = json.loads(resp.content).get("errors") or []
             detail = "; ".join(str(e.get("message", e.get("code", ""))) for e in errors)[:500]
         except (ValueError, AttributeError, TypeError, BodyTooLarge, *_NETWORK_ERRORS):
@@ -563,7 +557,7 @@ class RegistryClient:
                 writer.reset()
             elif resp.status_code not in (200, 206):
                 raise self.status_error(ep, resp, what)
-            watch = self.current_watch()
+            watch = current_watch()
             window = 0
             for chunk in iter_body(resp, CHUNK):
                 writer.write(chunk)
