@@ -67,7 +67,11 @@ def test_mutated_seed_documents(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.text(max_size=400) | st.sampled_from(TOP_KEYS).map(lambda k: f"{k}: "))
+@given(
+    st.text(max_size=400)
+    | st.sampled_from(TOP_KEYS).map(lambda k: f"{k}: ")
+    | st.binary(max_size=200).map(lambda b: b.decode("utf-8", errors="surrogateescape"))
+)
 def test_arbitrary_text(text: str) -> None:
     _load(text)
 
@@ -82,7 +86,8 @@ def test_image_labels(text: str) -> None:
 @FUZZ
 @given(st.binary(max_size=300) | st.sampled_from(SEEDS).flatmap(mutated_bytes))
 def test_validate_stdin_bytes(data: bytes) -> None:
-    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+    # As sys.stdin is set up in a C or POSIX locale: invalid UTF-8 becomes surrogates.
+    stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "stdin", stdin)
         mp.setattr(sys, "stderr", io.StringIO())

@@ -65,10 +65,13 @@ def _fetch(url: str) -> str:
 
 
 def _read_text(stream: IO[str], name: str) -> str:
-    text = stream.read(MAX_CONFIG_BYTES + 1)
-    if len(text) > MAX_CONFIG_BYTES:
+    # The bytes when there are any: sys.stdin decodes with surrogateescape in some locales,
+    # which turns invalid UTF-8 into text no YAML parser takes.
+    raw = getattr(stream, "buffer", None)
+    data = raw.read(MAX_CONFIG_BYTES + 1) if raw is not None else stream.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
         raise OSError(f"{name} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
-    return text
+    return data.decode("utf-8") if isinstance(data, bytes) else data
 
 
 def _read(source: str, stdin: IO[str] | None, host_files: bool) -> tuple[str, Context]:

@@ -531,6 +531,9 @@ def compose(text: str, ctx: Context) -> Node | None:
         ctx.problems.append(f"{ctx.file}:{pos}: invalid YAML: {what}")
     except yaml.YAMLError as err:
         ctx.problems.append(f"{ctx.file}: {err}")
+    except UnicodeEncodeError:
+        # Text decoded with surrogateescape (invalid UTF-8 bytes) reaches the parser this way.
+        ctx.problems.append(f"{ctx.file}: invalid YAML: the text is not valid UTF-8")
     return None
 
 
