@@ -2,10 +2,11 @@
 
 requests applies its timeout to each socket read: a peer that sends one byte every few seconds
 (headers or body) never trips it, and a thread blocked in a read cannot be stopped from outside.
-A `Watchdog` fixes both. Every connection a request uses while a `Watch` is active in its thread
-is attached to that watch (through the connection pools of `Watchdog.adapter`); when the watch's
-deadline passes, or `cancel` is called (Ctrl-C), the watchdog shuts those sockets down, so the
-blocked read returns at once and the caller sees `Watch.expired` or `Watch.cancelled`.
+A `Watchdog` fixes both. Every socket a request uses while a `Watch` is active in its thread
+is attached to that watch (through the connection pools `watch_pools` puts in an adapter); when
+the watch's deadline passes, or `cancel` is called (Ctrl-C), the watchdog shuts those sockets
+down, so the blocked read returns at once and the caller sees `Watch.expired` or
+`Watch.cancelled`.
 
 `read_body` reads a response body in pieces as they arrive, capped in size, and moves the
 deadline on only while the body keeps arriving at `MIN_RATE` or faster.
