@@ -1,7 +1,9 @@
 """Shared test configuration: tiers by directory, and host tools that must be present.
 
-Tests under tests/unit are marked ``unit``, tests/tool ``tool`` and tests/boot ``boot``. A tool or
-boot test whose host program is missing fails: CI installs everything with scripts/setup.
+Tests under tests/unit are marked ``unit``, tests/tool ``tool``, tests/boot ``boot`` and
+tests/fuzz ``fuzz`` (hostile inputs from hypothesis, with a fixed seed and example budget).
+A tool or boot test whose host program is missing fails: CI installs everything with
+scripts/setup.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from guest import Boot
 
 from distrokit.host import Host
 
-_TIERS = ("unit", "tool", "boot")
+_TIERS = ("unit", "tool", "boot", "fuzz")
 
 pytest_plugins = ["registry"]
 

@@ -17,6 +17,7 @@ from distrokit.formats.initrd import Compression, SegmentCache
 from distrokit.formats.outputs import Outputs
 from distrokit.formats.registry import BuildSettings, Format, check_request
 from distrokit.host import Host
+from distrokit.leftovers import sweep, temp_prefix
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import Platform
 from distrokit.oci.pull import PullOptions, pull
@@ -81,7 +82,9 @@ def build(
     images = dict(zip(refs, pulled, strict=True))
     store = request.build_cache
     segments = SegmentCache(store / "segments") if store is not None else None
-    with tempfile.TemporaryDirectory(prefix="distrokit-build-") as tmp:
+    # The build directory of a killed build (its pid is in the name) goes first.
+    sweep(Path(tempfile.gettempdir()), "distrokit-build-")
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("distrokit-build-")) as tmp:
         system = assemble(
             config,
             images,

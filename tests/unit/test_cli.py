@@ -69,3 +69,24 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("validate", "build", "cache", "run", "pkg"):
         assert command in out
+
+
+_INTERRUPT_DURING_IMPORT = """
+import importlib, os, signal, sys
+real = importlib.import_module
+def interrupted(name, *args):
+    if name == "distrokit.cli.cache":
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the command's modules load
+    return real(name, *args)
+importlib.import_module = interrupted
+from distrokit.cli import main
+sys.exit(main(["cache", "ls"]))
+"""
+
+
+def test_ctrl_c_while_modules_import_is_a_clean_interrupt() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_DURING_IMPORT],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")

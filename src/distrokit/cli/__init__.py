@@ -119,7 +119,15 @@ def _configure_logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run distrokit with `argv` (default: sys.argv[1:]) and return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        # Also while the command's modules are still being imported.
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser(_command_name(argv))
     try:
         args = parser.parse_args(normalise_single_dash(argv, _long_options(parser)))

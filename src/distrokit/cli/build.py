@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from distrokit.arch import oci_arch
-from distrokit.cli.validate import load_inputs, report_problems
+from distrokit.cli.validate import host_files_flag, load_inputs, report_problems
 from distrokit.config.dump import dump_yaml
 from distrokit.config.model import Config
 from distrokit.errors import ConfigError, UsageError
@@ -27,7 +27,7 @@ from distrokit.formats.initrd import Compression
 from distrokit.oci.cache import Cache, default_cache_dir
 from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
-from distrokit.oci.registry import parse_mirrors
+from distrokit.oci.registry import RegistryOptions, parse_mirrors
 from distrokit.pipeline import BuildRequest, build, default_build_cache
 from distrokit.system.sbom import SbomOptions
 
@@ -88,6 +88,7 @@ def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Pla
         always=args.pull,
         mirrors=parse_mirrors(args.mirror or _env_mirrors()),
         cert_files=tuple(Path(c) for c in args.cert_file),
+        timeout=_positive(args.timeout, "--timeout"),
     )
     with _terminate_as_interrupt():
         built = build(config, cache, request, pull_options=options, progress=_log.info)
@@ -98,6 +99,12 @@ def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Pla
 
 
 _log = logging.getLogger("distrokit.cli.build")
+
+
+def _positive(value: float, flag: str) -> float:
+    if not 0 < value < 1e6:  # also refuses nan and inf
+        raise UsageError(f"{flag} must be a positive number of seconds")
+    return value
 
 
 def _build_request(
@@ -148,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
     size_mb = parse_size_mib(args.size)
     platform = Platform("linux", oci_arch(args.arch)) if args.arch else host_platform()
     try:
-        config = load_inputs(args.files)
+        config = load_inputs(args.files, host_files=args.allow_host_files)
     except ConfigError as err:
         return report_problems(err)
     check_formats(args, requested_formats(args, config))
@@ -200,6 +207,14 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         help="registry mirror, repeatable",
     )
     add(
+        "--timeout",
+        type=float,
+        default=RegistryOptions().timeout,
+        metavar="SECONDS",
+        help="give up on a registry that sends nothing, or less than 1 kB/s, for this long "
+        "(default %(default)g)",
+    )
+    add(
         "--cert-file",
         action="append",
         default=[],
@@ -219,4 +234,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_flags(parser)
+    host_files_flag(parser)
     parser.set_defaults(func=_run)

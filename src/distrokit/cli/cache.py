@@ -18,8 +18,8 @@ from typing import IO, Any
 
 from distrokit.config.load import load_config
 from distrokit.config.model import Config
-from distrokit.errors import DistrokitError, RegistryError, UsageError
-from distrokit.oci.cache import Cache, default_cache_dir
+from distrokit.errors import CacheError, DistrokitError, RegistryError, UsageError
+from distrokit.oci.cache import Cache, check_cache_dir, default_cache_dir
 from distrokit.oci.image import INDEX_TYPES, Platform, host_platform
 from distrokit.oci.layout import EXPORT_FORMATS, export_image, import_layout
 from distrokit.oci.pull import Progress, PullOptions, pull
@@ -48,6 +48,19 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
         "--cert-file", action="append", default=[], type=Path, help="extra CA certificate file"
     )
     p.add_argument("--parallel", type=int, default=4, help="parallel blob transfers (default 4)")
+    timeout_flag(p)
+
+
+def timeout_flag(p: argparse.ArgumentParser) -> None:
+    """``--timeout``: how long a registry may stay silent or crawl before a request fails."""
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=RegistryOptions().timeout,
+        metavar="SECONDS",
+        help="give up on a registry that sends nothing, or less than 1 kB/s, for this long "
+        "(default %(default)g)",
+    )
 
 
 def _cache_flag(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
@@ -151,7 +164,10 @@ def _registry_options(args: argparse.Namespace) -> dict[str, Any]:
     specs = args.mirror or [s for s in env.replace(",", " ").split() if s]
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
+    if not 0 < args.timeout < 1e6:  # also refuses nan and inf
+        raise UsageError("--timeout must be a positive number of seconds")
     return {
+        "timeout": args.timeout,
         "mirrors": parse_mirrors(specs),
         "insecure_registries": frozenset(args.insecure_registry),
         "cert_files": tuple(args.cert_file),
@@ -224,8 +240,14 @@ def _config_images(config: Config) -> Iterator[str]:
 def _cmd_clean(args: argparse.Namespace) -> int:
     root = args.cache or default_cache_dir()
     if not args.keep and not args.published_only:
-        # LinuxKit removes the whole directory.
-        shutil.rmtree(root, ignore_errors=True)
+        # LinuxKit removes the whole directory, whatever it holds; we first check it is a cache.
+        check_cache_dir(root)
+        try:
+            shutil.rmtree(root)
+        except FileNotFoundError:
+            pass
+        except OSError as err:
+            raise CacheError(f"cannot remove image cache {root}: {err}") from err
         print(f"removed cache {root}")
         return 0
     cache = Cache(root)

@@ -15,9 +15,9 @@ from distrokit.errors import ConfigError
 from distrokit.packages.tag import show_tag
 
 
-def load_inputs(files: list[str]) -> Config:
+def load_inputs(files: list[str], *, host_files: bool = False) -> Config:
     """Load and merge `files` ("-" = stdin); warnings go to stderr, problems raise."""
-    config = load_config(files, stdin=sys.stdin, resolve_pkg=show_tag)
+    config = load_config(files, stdin=sys.stdin, resolve_pkg=show_tag, host_files=host_files)
     for warning in config.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return config
@@ -36,7 +36,7 @@ def report_problems(err: ConfigError) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        config = load_inputs(args.files)
+        config = load_inputs(args.files, host_files=args.allow_host_files)
     except ConfigError as err:
         return report_problems(err)
     if not args.quiet:
@@ -54,4 +54,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Validate and merge LinuxKit YAML files; print every problem found.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML file, '-' or URL")
+    host_files_flag(parser)
     parser.set_defaults(func=_run)
+
+
+def host_files_flag(parser: argparse.ArgumentParser) -> None:
+    """``--allow-host-files``: let a YAML from stdin or a URL read host files."""
+    parser.add_argument(
+        "--allow-host-files",
+        action="store_true",
+        help="let a YAML read from stdin or a URL name host files (files: source:)",
+    )

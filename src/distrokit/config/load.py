@@ -23,7 +23,10 @@ from distrokit.errors import ConfigError
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+# A URL input must answer, and keep sending at least 1 kB/s, within this many seconds.
 URL_TIMEOUT = 30.0
+# No LinuxKit YAML comes near this; an endless stdin or URL body must not fill memory.
+MAX_CONFIG_BYTES = 4 << 20
 
 
 def _is_url(source: str) -> bool:
@@ -31,35 +34,73 @@ def _is_url(source: str) -> bool:
 
 
 def _fetch(url: str) -> str:
-    """The body of `url`; raises `OSError` with a message naming the URL."""
+    """The body of `url` (bounded in size and time); raises `OSError` naming the URL."""
     import requests  # only needed for URL inputs
+    import urllib3
+    from requests.adapters import HTTPAdapter
 
-    try:
-        response = requests.get(url, timeout=URL_TIMEOUT)
-    except requests.RequestException as err:
-        raise OSError(f"cannot fetch {url}: {err}") from err
-    if response.status_code != 200:
-        raise OSError(f"cannot fetch {url}: HTTP {response.status_code} {response.reason}")
-    return response.text
+    from distrokit.deadline import BodyTooLarge, Watchdog, read_body, watch_pools
+
+    dog = Watchdog()
+    with requests.Session() as session, dog.watch(URL_TIMEOUT) as watch:
+        for scheme in ("http://", "https://"):
+            session.mount(scheme, watch_pools(HTTPAdapter()))
+        try:
+            with session.get(url, timeout=URL_TIMEOUT + 1, stream=True) as response:
+                if response.status_code != 200:
+                    reason = f"HTTP {response.status_code} {response.reason}"
+                    raise OSError(f"cannot fetch {url}: {reason}")
+                body = read_body(response, MAX_CONFIG_BYTES, watch)
+        except BodyTooLarge:
+            raise OSError(f"{url} is larger than {MAX_CONFIG_BYTES >> 20} MiB") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as err:
+            if watch.expired or isinstance(err, requests.Timeout):
+                raise OSError(
+                    f"cannot fetch {url}: no answer, or less than 1 kB/s, for {URL_TIMEOUT:g} s"
+                ) from err
+            raise OSError(f"cannot fetch {url}: {err}") from err
+        finally:
+            dog.close()
+    return body.decode("utf-8")
 
 
-def _read(source: str, stdin: IO[str] | None) -> tuple[str, Context]:
+def _read_text(stream: IO[str], name: str) -> str:
+    # The bytes when there are any: sys.stdin decodes with surrogateescape in some locales,
+    # which turns invalid UTF-8 into text no YAML parser takes.
+    raw = getattr(stream, "buffer", None)
+    data = raw.read(MAX_CONFIG_BYTES + 1) if raw is not None else stream.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise OSError(f"{name} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    return data.decode("utf-8") if isinstance(data, bytes) else data
+
+
+def _read(source: str, stdin: IO[str] | None, host_files: bool) -> tuple[str, Context]:
     """The text of one input and the context its problems are reported in."""
     if source == STDIN:
-        return (stdin or sys.stdin).read(), Context(STDIN_NAME)
+        text = _read_text(stdin or sys.stdin, "standard input")
+        return text, Context(STDIN_NAME, host_files=host_files)
     if _is_url(source):
-        return _fetch(source), Context(source)
+        return _fetch(source), Context(source, host_files=host_files)
     path = Path(source).expanduser()
-    text = path.read_text(encoding="utf-8")
+    with path.open(encoding="utf-8") as f:
+        text = _read_text(f, source)
     return text, Context(source, base_dir=path.absolute().parent)
 
 
 def load_one(
-    source: str, *, stdin: IO[str] | None = None, resolve_pkg: PkgResolver | None = None
+    source: str,
+    *,
+    stdin: IO[str] | None = None,
+    resolve_pkg: PkgResolver | None = None,
+    host_files: bool = False,
 ) -> tuple[Config, Context]:
-    """Validate one input; its problems are in the returned context (nothing is raised)."""
+    """Validate one input; its problems are in the returned context (nothing is raised).
+
+    A YAML from stdin or a URL may name host files (``files: source:``) only with
+    `host_files`; a local file always may, as in LinuxKit.
+    """
     try:
-        text, ctx = _read(source, stdin)
+        text, ctx = _read(source, stdin, host_files)
     except (OSError, UnicodeDecodeError) as err:
         ctx = Context(source)
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -158,18 +199,20 @@ def load_config(
     *,
     stdin: IO[str] | None = None,
     resolve_pkg: PkgResolver | None = None,
+    host_files: bool = False,
 ) -> Config:
     """Read, validate and merge `sources` (paths, ``-`` for stdin, http(s) URLs).
 
     `resolve_pkg` turns an ``@pkg:`` template's directory into an image reference; without it
-    a template is an error. Raises `ConfigError` with every problem of every file.
+    a template is an error. `host_files` lets stdin and URL inputs read host files. Raises
+    `ConfigError` with every problem of every file.
     """
     if not sources:
         raise ConfigError(["no configuration file given"])
     configs: list[Config] = []
     contexts: list[Context] = []
     for source in sources:
-        config, ctx = load_one(source, stdin=stdin, resolve_pkg=resolve_pkg)
+        config, ctx = load_one(source, stdin=stdin, resolve_pkg=resolve_pkg, host_files=host_files)
         configs.append(config)
         contexts.append(ctx)
     problems = [p for ctx in contexts for p in ctx.problems]

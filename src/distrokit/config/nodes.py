@@ -56,9 +56,13 @@ class Context:
         base_dir: Path | None = None,
         resolve_pkg: PkgResolver | None = None,
         record_refs: bool = True,
+        host_files: bool = True,
     ) -> None:
         self.file = file
         self.base_dir = base_dir
+        # Whether `files: source:` may read the host's files (not for remote or stdin YAML
+        # unless the user says so).
+        self.host_files = host_files
         self.resolve_pkg = resolve_pkg
         self.record_refs = record_refs
         self.problems: list[str] = []

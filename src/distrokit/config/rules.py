@@ -175,6 +175,34 @@ class Bind:
         return self.options == ("ro",)
 
 
+def check_image_path(path: str) -> None:
+    """Raise unless `path` names a place inside the image: no ``..`` part, no NUL, not empty.
+
+    LinuxKit accepts ``../../x`` and writes it into the tar verbatim; a tool unpacking that
+    tar then writes outside its target directory. A leading ``/`` is fine: it is dropped.
+    """
+    if "\0" in path:
+        raise RuleError(f"path contains a NUL character: {path!r}")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise RuleError(f"path leaves the image: {path}", "remove the '..' parts")
+    if not parts:
+        raise RuleError(f"path names no file: {path!r}")
+
+
+def check_container_name(name: str) -> None:
+    """Raise unless `name` can name a directory and a container: no ``/``, ``..`` or control.
+
+    Names become ``containers/<section>/<name>`` in the image and runc/containerd ids.
+    """
+    if not name:
+        raise RuleError("name is empty")
+    if name in (".", "..") or "/" in name or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        raise RuleError(
+            f"invalid name: {name!r}", "use letters, digits, '.', '_', '+' and '-', no '/'"
+        )
+
+
 def parse_bind(text: str) -> Bind:
     """Parse a bind the way LinuxKit does: two or three ``:``-separated fields."""
     parts = text.split(":")

@@ -41,6 +41,8 @@ from distrokit.config.rules import (
     VOLUME_NAME_RE,
     RuleError,
     check_capability,
+    check_container_name,
+    check_image_path,
     infer_mount,
     is_special_capability_list,
     parse_bind,
@@ -155,8 +157,19 @@ def _check_device(values: dict[str, Any], node: MappingNode, path: str, ctx: Con
         )
 
 
+def _check_image_name(values: dict[str, Any], node: MappingNode, path: str, ctx: Context) -> None:
+    try:
+        check_container_name(values["name"])
+    except RuleError as err:
+        ctx.error(value_node(node, "name"), f"{path}.name", err.message, err.hint)
+
+
 def _check_file(values: dict[str, Any], node: MappingNode, path: str, ctx: Context) -> None:
     name = values.get("path", "")
+    try:
+        check_image_path(name)
+    except RuleError as err:
+        ctx.error(value_node(node, "path"), f"{path}.path", err.message, err.hint)
     has = {k for k in ("contents", "source", "metadata", "symlink") if values.get(k) is not None}
     if values.get("directory"):
         if "contents" in has:
@@ -184,6 +197,13 @@ def _check_file(values: dict[str, Any], node: MappingNode, path: str, ctx: Conte
         except RuleError as err:
             ctx.error(value_node(node, "mode"), f"{path}.mode", err.message)
     source = values.get("source")
+    if source is not None and not ctx.host_files:
+        ctx.error(
+            value_node(node, "source"),
+            f"{path}.source",
+            f"a configuration from {ctx.file} may not read host files ({source})",
+            "pass --allow-host-files if you trust it to read any file you can read",
+        )
     if source is not None:
         values["written_source"] = source
     if source is not None and ctx.base_dir is not None:
@@ -413,6 +433,7 @@ IMAGE = Obj(
     (Field("name", STR), Field("image", REF), *IMAGE_CONFIG_FIELDS),
     model.Image,
     required=("name", "image"),
+    check=_check_image_name,
     with_origin=True,
 )
 IMAGE_CONFIG = Obj("image", IMAGE_CONFIG_FIELDS, model.ImageConfig)
@@ -519,6 +540,9 @@ def compose(text: str, ctx: Context) -> Node | None:
         ctx.problems.append(f"{ctx.file}:{pos}: invalid YAML: {what}")
     except yaml.YAMLError as err:
         ctx.problems.append(f"{ctx.file}: {err}")
+    except UnicodeEncodeError:
+        # Text decoded with surrogateescape (invalid UTF-8 bytes) reaches the parser this way.
+        ctx.problems.append(f"{ctx.file}: invalid YAML: the text is not valid UTF-8")
     return None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from distrokit.env import LINUXKIT_EPOCH
 from distrokit.errors import UsageError
+from distrokit.leftovers import sweep, temp_prefix, untagged
 
 DEFAULT_EPOCH = LINUXKIT_EPOCH
 SECTOR = 512
@@ -141,7 +142,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """A temporary path next to `path`, renamed onto it when the block succeeds and removed
     when it fails, so an interrupted build leaves nothing half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    _sweep_beside(path)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(f".{path.name}."), dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -152,9 +154,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _sweep_beside(path: Path) -> None:
+    """Remove what killed runs left beside `path`: their temp files and scratch trees."""
+    base = untagged(path.name)
+    sweep(path.parent, f".{base}." if base == path.name else f".{base}")
+
+
 @contextlib.contextmanager
 def scratch_dir(near: Path) -> Iterator[Path]:
     """A private temporary directory next to an output (same file system, cheap renames)."""
     near.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{near.name}.", dir=near.parent) as name:
+    # A staged tree of a killed build (device nodes included) goes first.
+    _sweep_beside(near)
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(f".{near.name}."), dir=near.parent) as name:
         yield Path(name)

@@ -40,6 +40,7 @@ from zlib_ng import zlib_ng
 
 from distrokit.errors import BuildError
 from distrokit.formats.cpio import CpioEncoder, pad4, trailer
+from distrokit.leftovers import sweep, temp_prefix
 from distrokit.tarstream import Entry
 
 log = logging.getLogger(__name__)
@@ -217,6 +218,7 @@ class SegmentCache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._swept = False
 
     def _name(self, key: str, compression: Compression, first_inode: int) -> str:
         text = json.dumps(
@@ -246,7 +248,7 @@ class SegmentCache:
         """Keep `segment` (renamed into the cache) with its info; both writes atomic."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = self._name(key, compression, first_inode)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".meta-")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=temp_prefix(".meta-"))
         with os.fdopen(fd, "w") as f:
             meta = {"entries": info.entries, "raw_length": info.raw_length}
             json.dump({**meta, "sidecar": list(info.sidecar)}, f)
@@ -268,7 +270,12 @@ class SegmentCache:
     def temp_segment(self) -> tuple[BinaryIO, Path]:
         """A new temporary file in the cache directory (so it can be renamed in)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".seg-")
+        if not self._swept:
+            # Segments and metadata a killed build was writing.
+            sweep(self.root, ".seg-")
+            sweep(self.root, ".meta-")
+            self._swept = True
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=temp_prefix(".seg-"))
         return os.fdopen(fd, "wb"), Path(tmp)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distrokit.errors import BuildError
+from distrokit.leftovers import sweep, temp_prefix
 
 
 class Outputs:
@@ -59,7 +60,9 @@ class Outputs:
         """A scratch file next to the outputs, removed when the build ends."""
         final = self.path(filename)
         final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(
+            dir=final.parent, prefix=temp_prefix(f".{final.name}."), suffix=".part"
+        )
         stream = os.fdopen(fd, "w+b")
         self._open.append((stream, Path(tmp), Path()))
         return stream, Path(tmp)
@@ -104,8 +107,11 @@ class Outputs:
 def _mkstemp(final: Path) -> tuple[int, Path]:
     """A new temporary file next to `final` (same file system: the rename is atomic)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    # What a killed build left next to this output (temp files, staged trees) goes first.
+    sweep(final.parent, f".{final.name}.")
     try:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+        prefix = temp_prefix(f".{final.name}.")
+        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=".tmp")
     except OSError as err:
         raise BuildError(f"cannot write output in {final.parent}: {err.strerror}") from err
     return fd, Path(tmp)

@@ -24,6 +24,7 @@ import re
 import shutil
 import stat
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -58,6 +59,9 @@ ROOT_MODULES = (
     "vfat",
     "overlay",
 )
+# The most one module file (or its modules.* index) may take, compressed or not: the largest
+# in-tree module (amdgpu) is under 20 MiB; a .ko.gz that inflates to GiBs must not fill memory.
+MAX_MODULE_BYTES = 128 << 20
 _EPOCH_DIRS = ("bin", "dev", "lib", "medium", "mnt", "proc", "root", "rw", "sys")
 
 INIT = r"""#!/bin/busybox sh
@@ -171,18 +175,39 @@ def _closure(deps: dict[str, list[str]], wanted: Iterable[str]) -> list[str]:
     return order
 
 
+def _inflate(name: str, data: bytes, decoder: zlib._Decompress | lzma.LZMADecompressor) -> bytes:
+    """Decompress `data` without ever holding more than `MAX_MODULE_BYTES` of output."""
+    try:
+        out = decoder.decompress(data, MAX_MODULE_BYTES + 1)
+    except (zlib.error, lzma.LZMAError) as err:
+        raise BuildError(f"module {name} cannot be decompressed: {err}") from err
+    if len(out) > MAX_MODULE_BYTES:
+        raise BuildError(
+            f"module {name} decompresses to more than {MAX_MODULE_BYTES >> 20} MiB",
+            hint="a kernel module is a few MiB at most: the kernel image is damaged or hostile",
+        )
+    if not decoder.eof:
+        raise BuildError(f"module {name} cannot be decompressed: the stream is truncated")
+    return out
+
+
 def _decompress(name: str, data: bytes) -> tuple[str, bytes]:
     # busybox insmod reads plain .ko files only.
     if name.endswith(".ko.xz"):
-        return name.removesuffix(".xz"), lzma.decompress(data)
+        return name.removesuffix(".xz"), _inflate(name, data, lzma.LZMADecompressor())
     if name.endswith(".ko.gz"):
-        return name.removesuffix(".gz"), gzip.decompress(data)
+        return name.removesuffix(".gz"), _inflate(name, data, zlib.decompressobj(31))
     if name.endswith(".ko.zst"):
         raise BuildError(f"module {name} is zstd-compressed; the root finder needs .ko or .ko.xz")
     return name, data
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    if member.size > MAX_MODULE_BYTES:
+        raise BuildError(
+            f"rootfs tar entry {member.name} is larger than {MAX_MODULE_BYTES >> 20} MiB",
+            hint="a kernel module is a few MiB at most: the kernel image is damaged or hostile",
+        )
     f = tar.extractfile(member)
     if f is None:
         raise BuildError(f"rootfs tar entry {member.name} has no data")

@@ -10,7 +10,9 @@ tree looks the same on every build.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,18 +59,41 @@ def unpack_rootfs(tar_path: Path, root: Path, *, epoch: int, skip_boot: bool = T
                 if link is None:
                     raise BuildError(f"rootfs tar hard link {member.name!r} has no target")
                 _check_parents(root, link + "/x")
+                if not os.path.lexists(root / link) or (root / link).is_dir():
+                    raise BuildError(
+                        f"rootfs tar hard link {member.name!r} points at {link!r}, "
+                        "which is not an entry written before it"
+                    )
                 member.linkname = link
             member.name = name
-            target = root / name
-            if target.is_symlink() or (target.exists() and not target.is_dir()):
-                target.unlink()
-            tar.extract(member, root, set_attrs=True, filter="fully_trusted")
+            _extract(tar, member, root)
             if member.isdir():
                 dir_times[name] = int(member.mtime)
             elif member.issym():
                 # tarfile leaves a symlink's own time at "now"
-                os.utime(target, (member.mtime, member.mtime), follow_symlinks=False)
+                os.utime(root / name, (member.mtime, member.mtime), follow_symlinks=False)
     _fix_dir_times(root, dir_times, epoch)
+
+
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path) -> None:
+    """Extract `member`; a later entry replaces what an earlier one left at its name, as an
+    unpacked tar or initrd would (a file over a directory included)."""
+    target = root / member.name
+    try:
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            target.unlink()
+        elif target.is_dir() and not member.isdir():
+            shutil.rmtree(target)
+        tar.extract(member, root, set_attrs=True, filter="fully_trusted")
+    except (OSError, tarfile.TarError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise BuildError(
+            f"cannot stage rootfs tar entry {member.name[:200]!r}: {reason}",
+            hint="names of more than 255 bytes (one part) or 4096 (the path) do not fit a "
+            "file system"
+            if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG
+            else None,
+        ) from err
 
 
 def _fix_dir_times(root: Path, known: dict[str, int], epoch: int) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import zstandard
 
 from distrokit.errors import CacheError
+from distrokit.leftovers import sweep, temp_prefix
 from distrokit.oci.image import (
     CHUNK,
     INDEX_TYPES,
@@ -45,6 +46,7 @@ from distrokit.oci.image import (
     ImageConfigBlob,
     Platform,
     canonical_json,
+    declared_platform,
     digest_hex,
 )
 from distrokit.reference import Reference, parse_reference
@@ -59,6 +61,47 @@ def default_cache_dir() -> Path:
     """``$LINUXKIT_CACHE`` if set, else ``~/.linuxkit/cache`` (shared with LinuxKit)."""
     env = os.environ.get("LINUXKIT_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".linuxkit" / "cache"
+
+
+# What a cache directory may hold: the layout, the lock, and temp files of atomic writes.
+_LAYOUT_NAMES = frozenset({"oci-layout", "index.json", "blobs", ".lock"})
+_TEMP_PREFIXES = (".oci-layout.", ".index.json.")
+
+
+def check_cache_dir(root: Path) -> None:
+    """Raise CacheError unless `root` is absent or holds only an image cache (OCI layout).
+
+    `cache clean` deletes the whole directory, so a folder of someone's files given by
+    mistake must be refused, not emptied.
+    """
+    try:
+        names = sorted(p.name for p in root.iterdir())
+    except FileNotFoundError:
+        return
+    except NotADirectoryError as err:
+        raise CacheError(f"{root} is not a directory, so not an image cache") from err
+    except OSError as err:
+        raise CacheError(f"cannot read image cache {root}: {err.strerror}") from err
+    stray = [n for n in names if n not in _LAYOUT_NAMES and not n.startswith(_TEMP_PREFIXES)]
+    blobs = root / "blobs"
+    if blobs.is_dir():
+        stray += [f"blobs/{p.name}" for p in blobs.iterdir() if p.name != "sha256"]
+    if stray:
+        shown = ", ".join(stray[:5]) + (", ..." if len(stray) > 5 else "")
+        raise CacheError(
+            f"{root} is not an image cache: it holds {shown}",
+            hint="an image cache holds only oci-layout, index.json, blobs/ and .lock",
+        )
+
+
+def check_platform(raw_config: bytes, platform: Platform, name: str) -> None:
+    """Raise CacheError if an image config states another os/architecture than `platform`."""
+    declared = declared_platform(raw_config)
+    if declared is not None and not platform.matches(declared):
+        raise CacheError(
+            f"image {name} is built for {declared}, not {platform}",
+            hint=f"it has a single manifest (no index): use an image built for {platform}",
+        )
 
 
 def ref_name(ref: str | Reference) -> str:
@@ -97,7 +140,7 @@ class BlobWriter:
     def __init__(self, blob_dir: Path, expected: str | None) -> None:
         self.expected = expected
         self._blob_dir = blob_dir
-        fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=".partial-")
+        fd, tmp = tempfile.mkstemp(dir=blob_dir, prefix=temp_prefix(".partial-"))
         os.fchmod(fd, _FILE_MODE)
         self.tmp = Path(tmp)
         self._file = os.fdopen(fd, "wb")
@@ -158,27 +201,57 @@ class Cache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.blob_dir = self.root / "blobs" / "sha256"
+        layout = self.root / "oci-layout"
+        if self.blob_dir.is_dir() and layout.exists() and (self.root / "index.json").exists():
+            return  # nothing to create: a read-only cache can still be read
         try:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                if not layout.exists():
+                    atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
+                if not (self.root / "index.json").exists():
+                    self._write_index([])
         except OSError as err:
             raise CacheError(f"cannot create image cache at {self.root}: {err}") from err
-        with self._locked():
-            layout = self.root / "oci-layout"
-            if not layout.exists():
-                atomic_write(layout, b'{"imageLayoutVersion":"1.0.0"}')
-            if not (self.root / "index.json").exists():
-                self._write_index([])
 
     # -- locking and index.json ---------------------------------------------------------
 
     @contextlib.contextmanager
     def _locked(self, shared: bool = False) -> Iterator[None]:
-        with (self.root / ".lock").open("a+b") as f:
+        with self._lock_file(shared) as f:
+            if f is None:
+                yield  # a read-only cache without a lock file: nobody can be writing it
+                return
             fcntl.flock(f.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+    def _lock_file(self, shared: bool) -> contextlib.AbstractContextManager[Any]:
+        """The open lock file; for readers of a read-only cache, opened read-only or None."""
+        path = self.root / ".lock"
+        try:
+            return path.open("a+b")
+        except IsADirectoryError:
+            # Left by a bad copy or unpack; the lock holds no data, so an empty one is
+            # replaced. A non-empty one may be someone's: say so instead.
+            try:
+                path.rmdir()
+                return path.open("a+b")
+            except OSError as err:
+                raise CacheError(
+                    f"{path} is a directory, not the cache's lock file", hint=f"remove {path}"
+                ) from err
+        except OSError as err:
+            if not shared:
+                raise CacheError(f"cannot lock image cache {self.root}: {err.strerror}") from err
+        try:
+            return path.open("rb")
+        except FileNotFoundError:
+            return contextlib.nullcontext()
+        except OSError as err:
+            raise CacheError(f"cannot lock image cache {self.root}: {err.strerror}") from err
 
     def _read_index(self) -> list[Descriptor]:
         path = self.root / "index.json"
@@ -188,7 +261,12 @@ class Cache:
             return []
         except ValueError as err:
             raise CacheError(f"{path} is not valid JSON") from err
-        return [Descriptor.from_json(m) for m in data.get("manifests") or []]
+        if not isinstance(data, dict):
+            raise CacheError(f"{path} is not a JSON object")
+        try:
+            return Descriptor.list_from_json(data.get("manifests"), "manifests")
+        except CacheError as err:
+            raise CacheError(f"{path}: {err}", hint="repair or remove the damaged entry") from err
 
     def _write_index(self, entries: Sequence[Descriptor]) -> None:
         data = {
@@ -269,7 +347,8 @@ class Cache:
         except FileNotFoundError as err:
             raise CacheError(f"blob {digest}{of} is missing from the cache") from err
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only cache keeps it
+                path.unlink(missing_ok=True)
             raise CacheError(f"blob {digest}{of} is corrupt in the cache (removed)")
         return data
 
@@ -289,7 +368,7 @@ class Cache:
         self, index: Mapping[str, Any], platform: Platform, owner: str
     ) -> Descriptor:
         """LinuxKit's selection: the first manifest whose os+arch match (variant if asked)."""
-        children = [Descriptor.from_json(m) for m in index.get("manifests") or []]
+        children = Descriptor.list_from_json(index.get("manifests"), f"index {owner}: manifests")
         for child in children:
             if child.platform is not None and platform.matches(child.platform):
                 return child
@@ -316,14 +395,20 @@ class Cache:
         if "config" not in data or "layers" not in data:
             raise CacheError(f"manifest {manifest_desc.digest} of image {name} is not an image")
         config_desc = Descriptor.from_json(data["config"])
-        layers = tuple(Descriptor.from_json(layer) for layer in data["layers"])
+        layers = tuple(
+            Descriptor.list_from_json(data["layers"], f"manifest {manifest_desc.digest}: layers")
+        )
         missing = [d.digest for d in layers if not self.has_blob(d)]
         if missing:
             raise CacheError(
                 f"image {name} is incomplete in the cache: missing layer(s) {', '.join(missing)}",
                 hint=f"pull it again: distrokit cache pull {name}",
             )
-        config = ImageConfigBlob.from_bytes(self.read_blob(config_desc.digest, owner=name))
+        raw_config = self.read_blob(config_desc.digest, owner=name)
+        config = ImageConfigBlob.from_bytes(raw_config)
+        if manifest_desc is root:
+            # A single manifest has no platform list: its config says what it is built for.
+            check_platform(raw_config, platform, name)
         return CachedImage(
             reference=name,
             digest=manifest_desc.digest,
@@ -335,7 +420,13 @@ class Cache:
         )
 
     def find(self, ref: str | Reference, platform: Platform) -> CachedImage | None:
-        """Like `image`, but None when the image is absent or incomplete."""
+        """Like `image`, but None when the image is absent or incomplete.
+
+        A damaged index.json is still an error: hiding it would send a pull to the registry
+        and report the cache's problem as the network's.
+        """
+        if self.lookup(ref) is None:
+            return None
         try:
             return self.image(ref, platform)
         except CacheError:
@@ -448,20 +539,26 @@ class Cache:
                 continue
             if not isinstance(data, dict):
                 continue
-            children = list(data.get("manifests") or [])
-            children += [data["config"]] if isinstance(data.get("config"), dict) else []
-            children += list(data.get("layers") or [])
+            children: list[Any] = [data.get("config")]
+            for key in ("manifests", "layers"):
+                value = data.get(key)
+                children += value if isinstance(value, list) else []
             for c in children:
-                child = Descriptor.from_json(c)
+                try:
+                    child = Descriptor.from_json(c)
+                except CacheError:
+                    continue  # a damaged blob: what it names cannot be found from here
                 if child.digest not in seen:
                     seen.add(child.digest)
                     if child.media_type in INDEX_TYPES | MANIFEST_TYPES:
                         stack.append(child)
         return seen
 
-    def _drop_stale_partials(self) -> None:
-        # Left by processes that were killed mid-download; a live download touches its file
-        # at least every few seconds, so a day-old one is certainly abandoned.
+    def drop_stale_partials(self) -> None:
+        """Remove partial blobs of killed downloads: by process id, or after a day."""
+        # By process id when the maker ran in this pid namespace; otherwise by age: a live
+        # download touches its file at least every few seconds.
+        sweep(self.blob_dir, ".partial-")
         cutoff = time.time() - _STALE_PARTIAL_SECONDS
         for partial in self.blob_dir.glob(".partial-*"):
             with contextlib.suppress(FileNotFoundError):
@@ -482,6 +579,15 @@ class Cache:
             for d in self.entries()
         ]
 
+    def drop_unreferenced(self, digests: set[str]) -> None:
+        """Remove those of `digests` no named image reaches (blobs a failed import left)."""
+        with self._locked():
+            entries = self._read_index()
+            keep = set().union(*(self.reachable(d) for d in entries)) if entries else set()
+            for digest in digests - keep:
+                with contextlib.suppress(CacheError, OSError):
+                    self.blob_path(digest).unlink(missing_ok=True)
+
     def remove(self, refs: Sequence[str | Reference]) -> list[str]:
         """Remove images and the blobs no remaining image uses; return the names removed.
 
@@ -499,5 +605,5 @@ class Cache:
             for digest in doomed - keep:
                 with contextlib.suppress(CacheError):
                     self.blob_path(digest).unlink(missing_ok=True)
-            self._drop_stale_partials()
+            self.drop_stale_partials()
         return [d.annotations.get(REF_NAME, "") for d in gone]

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
-from typing import IO
+from typing import IO, Any, cast
 
 from distrokit.errors import BuildError
 from distrokit.oci.image import LayerStream
@@ -59,7 +59,8 @@ def flatten(layer_count: int, open_layer: LayerOpener) -> Generator[Entry, None,
         new_opaque: set[str] = set()
         new_gone: set[str] = set()
         with closing(open_layer(index)) as stream, _layer_tar(stream, index) as tar:
-            for member in tar:
+            what = stream.what if isinstance(stream, LayerStream) else f"image layer {index}"
+            for member in _members(tar, what):
                 name = clean_name(member.name)
                 base = posixpath.basename(name)
                 parent = posixpath.dirname(name)
@@ -79,7 +80,7 @@ def flatten(layer_count: int, open_layer: LayerOpener) -> Generator[Entry, None,
                 if member.islnk():
                     member.linkname = clean_name(member.linkname)
                 data = tar.extractfile(member) if member.isreg() else None
-                yield Entry(member, data)
+                yield Entry(member, cast(IO[bytes], _Guarded(data, what)) if data else None)
             if isinstance(stream, LayerStream):
                 # tar stops at its end-of-archive blocks: verify the rest of the blob too.
                 stream.finish()
@@ -88,8 +89,47 @@ def flatten(layer_count: int, open_layer: LayerOpener) -> Generator[Entry, None,
         opaque |= new_opaque
 
 
+# What a damaged tar (truncated, bad header) raises while it is read.
+_TAR_ERRORS = (tarfile.TarError, EOFError)
+
+
+def _members(tar: tarfile.TarFile, what: str) -> Iterator[tarfile.TarInfo]:
+    members = iter(tar)
+    while True:
+        try:
+            member = next(members)
+        except StopIteration:
+            return
+        except _TAR_ERRORS as err:
+            raise BuildError(f"{what} is not a valid tar archive: {err}") from err
+        yield member
+
+
+class _Guarded:
+    """A member's data whose tar read errors (a truncated layer) become a BuildError."""
+
+    def __init__(self, raw: IO[bytes], what: str) -> None:
+        self._raw = raw
+        self._what = what
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._raw.read(size)
+        except _TAR_ERRORS as err:
+            raise BuildError(f"{self._what} is not a valid tar archive: {err}") from err
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            return int(self._raw.readinto(buffer))  # type: ignore[attr-defined]
+        except _TAR_ERRORS as err:
+            raise BuildError(f"{self._what} is not a valid tar archive: {err}") from err
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 def _layer_tar(stream: IO[bytes], index: int) -> tarfile.TarFile:
     try:
         return tarfile.open(fileobj=stream, mode="r|", bufsize=READ_BUFSIZE)
-    except tarfile.TarError as err:
+    except _TAR_ERRORS as err:
         raise BuildError(f"image layer {index} is not a valid tar archive: {err}") from err

@@ -7,6 +7,7 @@ compressed blob's sha256 while it is read, so a corrupt cache entry never goes u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -95,6 +96,20 @@ class Platform:
         return f"{base}/{self.variant}" if self.variant else base
 
 
+def declared_platform(raw: bytes) -> Platform | None:
+    """The platform an image config blob states (os and architecture), if it states both."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    os_, arch, variant = data.get("os"), data.get("architecture"), data.get("variant")
+    if not (isinstance(os_, str) and isinstance(arch, str) and os_ and arch):
+        return None
+    return Platform(os_, arch, variant if isinstance(variant, str) and variant else None)
+
+
 def host_platform() -> Platform:
     """The platform of the machine distrokit runs on (``linux/<GOARCH>``)."""
     machine = _platform.machine().lower()
@@ -112,23 +127,48 @@ class Descriptor:
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Descriptor:
-        """Build from a JSON descriptor, rejecting ones without digest or size."""
+    def from_json(cls, data: Any) -> Descriptor:
+        """Build from a JSON descriptor, rejecting anything but an object with digest and size.
+
+        Raises CacheError for every malformed shape: JSON from registries and archives is
+        untrusted.
+        """
+        shown = repr(data)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        if not isinstance(data, Mapping):
+            raise CacheError(f"invalid OCI descriptor {shown}: not a JSON object")
         try:
             plat = data.get("platform")
+            notes = data.get("annotations") or {}
+            size = data["size"]
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError("size is not a non-negative integer")
+            if not isinstance(notes, Mapping):
+                raise ValueError("annotations is not an object")
             return cls(
-                media_type=str(data.get("mediaType", "")),
-                digest=str(data["digest"]),
-                size=int(data["size"]),
+                media_type=_text(data.get("mediaType", "")),
+                digest=_text(data["digest"]),
+                size=size,
                 platform=Platform(
-                    str(plat["os"]), str(plat["architecture"]), plat.get("variant") or None
+                    _text(plat["os"]),
+                    _text(plat["architecture"]),
+                    _text(plat.get("variant")) or None,
                 )
                 if isinstance(plat, Mapping)
                 else None,
-                annotations=MappingProxyType(dict(data.get("annotations") or {})),
+                annotations=MappingProxyType({str(k): _text(v) for k, v in notes.items()}),
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise CacheError(f"invalid OCI descriptor {dict(data)!r}") from err
+            raise CacheError(f"invalid OCI descriptor {shown}: {err}") from err
+
+    @classmethod
+    def list_from_json(cls, data: Any, what: str) -> list[Descriptor]:
+        """A JSON list of descriptors (``manifests``, ``layers``); CacheError naming `what`."""
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise CacheError(f"{what} is not a list of descriptors")
+        return [cls.from_json(item) for item in data]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form, with keys in the order OCI tools write them."""
@@ -147,6 +187,15 @@ class Descriptor:
     def hex(self) -> str:
         """The hex part of a ``sha256:`` digest."""
         return digest_hex(self.digest)
+
+
+def _text(value: Any) -> str:
+    """A JSON string field; anything else (number, list, object) is a ValueError."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
 
 
 def digest_hex(digest: str) -> str:
@@ -184,23 +233,34 @@ class ImageConfigBlob:
             data = json.loads(raw)
         except ValueError as err:
             raise CacheError("image config blob is not valid JSON") from err
+        if not isinstance(data, dict):
+            raise CacheError("image config blob is not a JSON object")
         cfg = data.get("config") or {}
+        labels = cfg.get("Labels") or {} if isinstance(cfg, dict) else None
+        if not isinstance(cfg, dict) or not isinstance(labels, dict):
+            raise CacheError("image config blob: config or config.Labels is not an object")
 
-        def strs(value: Any) -> tuple[str, ...] | None:
-            return None if value is None else tuple(str(v) for v in value)
+        def strs(key: str) -> tuple[str, ...] | None:
+            value = cfg.get(key)
+            if value is not None and not isinstance(value, list):
+                raise ValueError(f"config.{key} is not a list")
+            return None if value is None else tuple(_text(v) for v in value)
 
-        return cls(
-            entrypoint=strs(cfg.get("Entrypoint")),
-            cmd=strs(cfg.get("Cmd")),
-            env=strs(cfg.get("Env")) or (),
-            working_dir=cfg.get("WorkingDir") or None,
-            user=cfg.get("User") or None,
-            labels=MappingProxyType({str(k): str(v) for k, v in (cfg.get("Labels") or {}).items()}),
-            architecture=str(data.get("architecture", "amd64")),
-            os=str(data.get("os", "linux")),
-            variant=data.get("variant") or None,
-            raw_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
-        )
+        try:
+            return cls(
+                entrypoint=strs("Entrypoint"),
+                cmd=strs("Cmd"),
+                env=strs("Env") or (),
+                working_dir=_text(cfg.get("WorkingDir")) or None,
+                user=_text(cfg.get("User")) or None,
+                labels=MappingProxyType({str(k): _text(v) for k, v in labels.items()}),
+                architecture=_text(data.get("architecture", "amd64")),
+                os=_text(data.get("os", "linux")),
+                variant=_text(data.get("variant")) or None,
+                raw_digest="sha256:" + hashlib.sha256(raw).hexdigest(),
+            )
+        except ValueError as err:
+            raise CacheError(f"image config blob: {err}") from err
 
     def to_json(self, diff_ids: list[str]) -> dict[str, Any]:
         """The OCI config JSON for an image whose uncompressed layers have `diff_ids`."""
@@ -302,6 +362,11 @@ class LayerStream(io.RawIOBase):
         while self._verified.read(CHUNK):
             pass
 
+    @property
+    def what(self) -> str:
+        """The layer and image, for messages."""
+        return self._what
+
     def finish(self) -> None:
         """Read whatever is left and verify the blob's digest (raises CacheError)."""
         while self.read(CHUNK):
@@ -368,7 +433,8 @@ class CachedImage:
 
         def mismatch(got: str) -> CacheError:
             # Drop the bad blob so the next pull sees it missing and fetches it again.
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # unless the cache is read-only
+                path.unlink(missing_ok=True)
             return CacheError(
                 f"layer {desc.digest} of image {self.reference} is corrupt in the cache "
                 f"(content hashes to {got})",

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import tarfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -48,7 +50,20 @@ def _image_name(desc: Descriptor) -> str | None:
 
 
 def import_layout(cache: Cache, stream: IO[bytes], *, source: str = "archive") -> list[str]:
-    """Import an OCI layout tar from `stream`; return the image names recorded."""
+    """Import an OCI layout tar from `stream`; return the image names recorded.
+
+    Blobs the archive brought that no named image uses afterwards (all of them, when the
+    import fails) are removed again: nothing could reach them to remove them later.
+    """
+    added: set[str] = set()
+    try:
+        return _import(cache, stream, source, added)
+    finally:
+        if added:
+            cache.drop_unreferenced(added)
+
+
+def _import(cache: Cache, stream: IO[bytes], source: str, added: set[str]) -> list[str]:
     index: dict[str, Any] | None = None
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
@@ -61,22 +76,32 @@ def import_layout(cache: Cache, stream: IO[bytes], *, source: str = "archive") -
                     continue
                 if name == "index.json":
                     index = json.loads(fobj.read(_MAX_JSON))
+                    if not isinstance(index, dict):
+                        raise CacheError("index.json is not a JSON object")
                 elif name.startswith("blobs/sha256/"):
                     digest = "sha256:" + name.removeprefix("blobs/sha256/")
                     digest_hex(digest)
+                    if not cache.blob_path(digest).exists():
+                        added.add(digest)
                     with cache.blob_writer(digest) as writer:
                         while chunk := fobj.read(1 << 20):
                             writer.write(chunk)
                         writer.commit()
-    except (tarfile.TarError, ValueError) as err:
+    except (tarfile.TarError, ValueError, EOFError, zlib.error, lzma.LZMAError) as err:
         raise CacheError(f"{source} is not a readable OCI layout tar: {err}") from err
+    except TypeError as err:
+        # tarfile's stream reader fails this way on a gzip header cut short (b"\x1f\x8b\x08").
+        raise CacheError(f"{source} is not a readable OCI layout tar: truncated") from err
     except CacheError as err:
         raise CacheError(f"{source}: {err}") from err
     if index is None:
         raise CacheError(f"{source} has no index.json: it is not an OCI image layout")
     recorded = []
-    for entry in index.get("manifests") or []:
-        desc = Descriptor.from_json(entry)
+    try:
+        entries = Descriptor.list_from_json(index.get("manifests"), "index.json: manifests")
+    except CacheError as err:
+        raise CacheError(f"{source}: {err}") from err
+    for desc in entries:
         image = _image_name(desc)
         if image is None:
             continue
@@ -96,12 +121,14 @@ def _check_complete(cache: Cache, desc: Descriptor, what: str) -> None:
     """Every manifest the entry needs is present (platform children may be partial)."""
     data = cache.read_json(desc.digest, owner=what)
     if desc.media_type in INDEX_TYPES or "manifests" in data:
-        children = [Descriptor.from_json(m) for m in data.get("manifests") or []]
+        children = Descriptor.list_from_json(data.get("manifests"), f"{what}: manifests")
         if not any(cache.blob_path(c.digest).exists() for c in children):
             raise CacheError(f"{what} has none of its platform manifests in the archive")
         return
+    if "config" not in data:
+        raise CacheError(f"{what}: manifest {desc.digest} has no config")
     blobs = [Descriptor.from_json(data["config"])]
-    blobs += [Descriptor.from_json(layer) for layer in data.get("layers") or []]
+    blobs += Descriptor.list_from_json(data.get("layers"), f"{what}: layers")
     missing = [b.digest for b in blobs if not cache.has_blob(b)]
     if missing:
         raise CacheError(f"{what} is missing blob(s) {', '.join(missing)}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from distrokit.errors import CacheError, RegistryError
-from distrokit.oci.cache import Cache, ref_name
+from distrokit.oci.cache import Cache, check_platform, ref_name
 from distrokit.oci.image import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -155,8 +155,21 @@ class _Puller:
                 raise RegistryError(f"manifest {child.digest} of {name} changed while pulling")
         if "config" not in manifest_data or "layers" not in manifest_data:
             raise RegistryError(f"manifest {manifest.digest} of {name} is not an image manifest")
-        blobs = [Descriptor.from_json(manifest_data["config"])]
-        blobs += [Descriptor.from_json(layer) for layer in manifest_data["layers"]]
+        try:
+            blobs = [Descriptor.from_json(manifest_data["config"])]
+            blobs += Descriptor.list_from_json(manifest_data["layers"], "layers")
+        except CacheError as err:
+            raise RegistryError(f"manifest {manifest.digest} of {name}: {err}") from None
+        if root.media_type not in INDEX_TYPES:
+            # Only the config says which platform a single manifest is for: check it before
+            # the layers are fetched and the name is recorded.
+            config = blobs[0]
+            if not self.cache.has_blob(config):
+                self._download_one(ep, ref, config, _Tracker(name, 0, None))
+            try:
+                check_platform(self.cache.read_blob(config.digest, owner=name), self.platform, name)
+            except CacheError as err:
+                raise RegistryError(err.message, hint=err.hint) from None
         self._download(ep, ref, name, blobs)
         # Children before parents, the name last: readers never see a dangling entry.
         self.cache.put_bytes(manifest_body, manifest.digest)
@@ -180,6 +193,8 @@ class _Puller:
     def _download_one(
         self, ep: Endpoint, ref: Reference, desc: Descriptor, tracker: _Tracker
     ) -> None:
+        if self.client.watchdog.cancelled:
+            raise RegistryError(f"interrupted: fetch blob {desc.digest} of {ref}")
         with self.cache.blob_writer(desc.digest) as writer:
             self.client.fetch_blob(ep, ref, desc, writer, tracker.add)
             try:
@@ -205,17 +220,26 @@ def pull(
     """
     opts = options or PullOptions()
     parsed = [r if isinstance(r, Reference) else parse_reference(r) for r in refs]
+    cache.drop_stale_partials()
     out: list[CachedImage] = []
     with (
         RegistryClient(opts) as client,
         ThreadPoolExecutor(max_workers=max(1, opts.max_parallel)) as pool,
     ):
         puller = _Puller(cache, client, pool, platform, progress)
-        for ref in parsed:
-            found = None if opts.always else cache.find(ref, platform)
-            if found is not None:
-                _Tracker(found.reference, 0, progress).finish(cached=True)
-                out.append(found)
-                continue
-            out.append(puller.pull(ref))
+        try:
+            for ref in parsed:
+                found = None if opts.always else cache.find(ref, platform)
+                if found is not None:
+                    _Tracker(found.reference, 0, progress).finish(cached=True)
+                    out.append(found)
+                    continue
+                out.append(puller.pull(ref))
+        except BaseException:
+            # Ctrl-C (or a failure) in this thread: cut the downloads still running, so the
+            # pool's threads end now (removing their partial blobs) instead of when the
+            # registry lets them.
+            client.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return out

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import ssl
 import threading
-import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,19 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
+from distrokit.deadline import (
+    MIN_RATE,
+    BodyTooLarge,
+    Watch,
+    Watchdog,
+    current_watch,
+    iter_body,
+    read_body,
+    watch_pools,
+)
 from distrokit.errors import RegistryError, UsageError
 from distrokit.oci.auth import Challenge, Credentials, find_credentials, parse_challenge
 from distrokit.oci.cache import BlobWriter
@@ -41,6 +53,8 @@ log = logging.getLogger(__name__)
 MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
 # Manifests are small; refuse anything absurd rather than hold it in memory.
 MAX_MANIFEST_BYTES = 8 << 20
+# Token answers and error bodies are read this far at most.
+MAX_SMALL_BODY = 1 << 20
 # Registries whose API is served from a host other than the reference domain (registry name ->
 # base URL). Empty by default: such a registry is otherwise reached through --mirror.
 ENDPOINT_OVERRIDES: dict[str, str] = {}
@@ -49,6 +63,7 @@ _NETWORK_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
+    urllib3.exceptions.HTTPError,
 )
 
 
@@ -63,7 +78,9 @@ class RegistryOptions:
     max_parallel: int = 4
     retries: int = 5
     backoff: float = 0.5
-    timeout: float = 60.0
+    # No answer, or a body arriving slower than deadline.MIN_RATE, for this long ends a request
+    # (see docs/security.md); it is also the connect and read timeout.
+    timeout: float = 30.0
 
 
 def parse_mirrors(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -95,10 +112,18 @@ def is_loopback(registry: str) -> bool:
 
 
 class _CAAdapter(HTTPAdapter):
-    """An adapter whose TLS context trusts the system CAs plus the given certificate files."""
+    """An adapter whose TLS context trusts the system CAs plus the given certificate files.
 
-    def __init__(self, cert_files: Sequence[Path], pool: int) -> None:
+    With `verify` false (a registry named by --insecure-registry) the context checks neither
+    certificate nor host name: requests cannot turn verification off on a context that checks
+    host names (it fails with "Cannot set verify_mode to CERT_NONE").
+    """
+
+    def __init__(self, cert_files: Sequence[Path], pool: int, *, verify: bool = True) -> None:
         self._ctx = ssl.create_default_context()
+        if not verify:
+            self._ctx.check_hostname = False
+            self._ctx.verify_mode = ssl.CERT_NONE
         for cert in cert_files:
             try:
                 self._ctx.load_verify_locations(cafile=str(cert))
@@ -109,6 +134,12 @@ class _CAAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._ctx
         super().init_poolmanager(*args, **kwargs)
+
+
+def _set_body(resp: requests.Response, body: bytes) -> None:
+    """Make `resp.content` return `body` (read, bounded, while the transfer was watched)."""
+    resp._content = body
+    resp._content_consumed = True  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -127,15 +158,31 @@ class RegistryClient:
     def __init__(self, options: RegistryOptions | None = None) -> None:
         self.options = options or RegistryOptions()
         self.session = requests.Session()
+        self.watchdog = Watchdog()
         adapter = _CAAdapter(self.options.cert_files, self.options.max_parallel + 4)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", HTTPAdapter(pool_maxsize=self.options.max_parallel + 4))
+        self.session.mount("https://", watch_pools(adapter))
+        # Endpoints of registries named by --insecure-registry: TLS without verification. The
+        # user asked for it by name: urllib3's warning on every request would only be noise.
+        self.insecure_session = requests.Session()
+        if self.options.insecure_registries:
+            warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        insecure = _CAAdapter((), self.options.max_parallel + 4, verify=False)
+        self.insecure_session.mount("https://", watch_pools(insecure))
+        self.insecure_session.mount("http://", watch_pools(HTTPAdapter()))
+        plain = HTTPAdapter(pool_maxsize=self.options.max_parallel + 4)
+        self.session.mount("http://", watch_pools(plain))
         self._auth: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
         """Close pooled connections."""
+        self.watchdog.close()
         self.session.close()
+        self.insecure_session.close()
+
+    def cancel(self) -> None:
+        """Stop every transfer now (from any thread): the user interrupted."""
+        self.watchdog.cancel()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -179,7 +226,22 @@ class RegistryClient:
         params: Mapping[str, str] | None = None,
         retry_network: bool = True,
     ) -> requests.Response:
-        """Send one request with authentication and retries; the caller checks the status."""
+        """Send one request with authentication and retries; the caller checks the status.
+
+        The body is always streamed (the caller reads it, bounded, or closes the response).
+        Without a watch active in this thread (see `transfer`), the request gets its own.
+        """
+        if current_watch() is None:
+            with self.transfer() as watch:
+                resp = self.request(
+                    ep, method, path, scope=scope, what=what, headers=headers, data=data,
+                    params=params, retry_network=retry_network,
+                )  # fmt: skip
+                if not stream and resp.status_code < 300:
+                    resp.close()
+                elif not stream:
+                    self._buffer_error(resp, watch)
+                return resp
         url = path if path.startswith(("http://", "https://")) else ep.base + path
         attempt, authed = 0, False
         # A streamed file body cannot be sent twice; the caller retries those itself.
@@ -187,14 +249,18 @@ class RegistryClient:
         while True:
             try:
                 resp = self._send(
-                    ep, method, url, scope=scope, headers=headers, stream=stream, data=data,
+                    ep, method, url, scope=scope, headers=headers, stream=True, data=data,
                     params=params,
                 )  # fmt: skip
             except _NETWORK_ERRORS as err:
+                self.check_cut(ep, what, err)
                 if not retry_network or attempt >= self.options.retries:
                     raise RegistryError(f"cannot reach {ep.registry} ({ep.base}): {err}") from err
                 attempt = self._sleep(attempt, None)
                 continue
+            current = current_watch()
+            if current is not None:
+                current.extend()  # an answer came: the deadline starts again
             if resp.status_code == 401 and not authed and replayable:
                 authed = True
                 challenge = parse_challenge(resp.headers.get("WWW-Authenticate", ""))
@@ -210,6 +276,37 @@ class RegistryClient:
                 resp.close()
                 raise self._auth_error(ep, what)
             return resp
+
+    def transfer(self, seconds: float | None = None) -> contextlib.AbstractContextManager[Watch]:
+        """A deadline for one transfer made by this thread (default: the timeout)."""
+        return self.watchdog.watch(self.options.timeout if seconds is None else seconds)
+
+    def check_cut(self, ep: Endpoint, what: str, err: BaseException | None = None) -> None:
+        """Raise the RegistryError that says why, if the current transfer was cut short.
+
+        A socket timeout is the same stall seen from the socket (it is set a little longer
+        than the deadline, but the two may race).
+        """
+        watch = current_watch()
+        timed_out = isinstance(err, (requests.Timeout, urllib3.exceptions.TimeoutError))
+        if watch is None or not (watch.cut or timed_out):
+            return
+        if watch.cancelled:
+            raise RegistryError(f"interrupted: {what}") from err
+        raise RegistryError(
+            f"{ep.registry} ({ep.base}) stalled: no answer, or less than "
+            f"{MIN_RATE * self.options.timeout / 1000:.0f} kB in {self.options.timeout:g} s, "
+            f"to {what}",
+            hint="the registry or the network is overloaded; try again, or raise --timeout",
+        ) from err
+
+    def _buffer_error(self, resp: requests.Response, watch: Watch) -> None:
+        """Read a failed response's body (bounded) so it can be read after the watch ends."""
+        try:
+            _set_body(resp, read_body(resp, MAX_SMALL_BODY, watch))
+        except (BodyTooLarge, *_NETWORK_ERRORS):
+            _set_body(resp, b"")
+        resp.close()
 
     def _send(
         self,
@@ -227,8 +324,9 @@ class RegistryClient:
         token = self._auth.get((ep.base, scope))
         if token:
             hdrs["Authorization"] = token
+        session = self.session if ep.verify else self.insecure_session
         try:
-            return self.session.request(
+            return session.request(
                 method,
                 url,
                 headers=hdrs,
@@ -236,7 +334,7 @@ class RegistryClient:
                 data=data,
                 params=params,
                 verify=ep.verify,
-                timeout=self.options.timeout,
+                timeout=self.options.timeout + 1,
             )
         except requests.exceptions.SSLError as err:
             raise RegistryError(
@@ -250,7 +348,12 @@ class RegistryClient:
         if retry_after and retry_after.isdigit():
             delay = min(float(retry_after), 30.0)
         log.debug("retrying in %.1fs", delay)
-        time.sleep(delay)
+        watch = current_watch()
+        if watch is not None:
+            # Waiting is not the registry's fault: the deadline starts after the wait.
+            watch.extend(delay + watch.window)
+        if not self.watchdog.sleep(delay):
+            raise RegistryError("interrupted")
         return attempt + 1
 
     def _auth_error(self, ep: Endpoint, what: str) -> RegistryError:
@@ -283,35 +386,43 @@ class RegistryClient:
         if challenge.params.get("service"):
             params["service"] = challenge.params["service"]
         auth = (creds.username, creds.password) if creds else None
+        session = self.session if ep.verify else self.insecure_session
         try:
-            resp = self.session.get(
+            resp = session.get(
                 challenge.params["realm"],
                 params=params,
                 auth=auth,
                 timeout=self.options.timeout,
                 verify=ep.verify,
+                stream=True,
             )
-        except _NETWORK_ERRORS as err:
+            with resp:
+                if resp.status_code in (401, 403):
+                    raise self._auth_error(ep, what)
+                if resp.status_code != 200:
+                    raise RegistryError(
+                        f"token service of {ep.registry} answered HTTP {resp.status_code} "
+                        f"for {what}"
+                    )
+                raw = read_body(resp, MAX_SMALL_BODY, current_watch())
+        except (*_NETWORK_ERRORS, BodyTooLarge) as err:
+            self.check_cut(ep, f"get a token for {what}", err)
             raise RegistryError(f"cannot reach the token service of {ep.registry}: {err}") from err
-        if resp.status_code in (401, 403):
-            raise self._auth_error(ep, what)
-        if resp.status_code != 200:
-            raise RegistryError(
-                f"token service of {ep.registry} answered HTTP {resp.status_code} for {what}"
-            )
         try:
-            body = resp.json()
+            body = json.loads(raw)
             return str(body.get("token") or body["access_token"])
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, AttributeError, TypeError) as err:
             raise RegistryError(f"token service of {ep.registry} sent no token") from err
 
     def status_error(self, ep: Endpoint, resp: requests.Response, what: str) -> RegistryError:
         """A RegistryError for an unexpected response, naming registry, status and object."""
         detail = ""
         try:
-            errors = resp.json().get("errors") or []
-            detail = "; ".join(str(e.get("message", e.get("code", ""))) for e in errors)
-        except (ValueError, AttributeError):
+            if not getattr(resp, "_content_consumed", False):  # streamed: read a bounded part
+                _set_body(resp, read_body(resp, MAX_SMALL_BODY, current_watch()))
+            errors = json.loads(resp.content).get("errors") or []
+            detail = "; ".join(str(e.get("message", e.get("code", ""))) for e in errors)[:500]
+        except (ValueError, AttributeError, TypeError, BodyTooLarge, *_NETWORK_ERRORS):
             pass
         if resp.status_code == 404:
             return RegistryError(
@@ -333,24 +444,37 @@ class RegistryClient:
         """GET a manifest or index; return (media type, raw bytes). 404 names the reference."""
         scope = f"repository:{ref.path}:pull"
         what = f"pull {ref.name}:{identifier}" if ":" not in identifier else f"pull {ref}"
-        resp = self.request(
-            ep,
-            "GET",
-            f"/v2/{ref.path}/manifests/{identifier}",
-            scope=scope,
-            what=what,
-            headers={"Accept": MANIFEST_ACCEPT},
-            stream=True,
-        )
-        with resp:
-            if resp.status_code != 200:
-                if resp.status_code == 404:
-                    return_ref = ref.name + ("@" if ":" in identifier else ":") + identifier
-                    raise RegistryError(f"image {return_ref} not found in {ep.registry} (HTTP 404)")
-                raise self.status_error(ep, resp, what)
-            body = resp.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
-        if len(body) > MAX_MANIFEST_BYTES:
-            raise RegistryError(f"manifest of {ref} from {ep.registry} is too large")
+        with self.transfer() as watch:
+            resp = self.request(
+                ep,
+                "GET",
+                f"/v2/{ref.path}/manifests/{identifier}",
+                scope=scope,
+                what=what,
+                headers={"Accept": MANIFEST_ACCEPT},
+                stream=True,
+            )
+            with resp:
+                if resp.status_code != 200:
+                    if resp.status_code == 404:
+                        return_ref = ref.name + ("@" if ":" in identifier else ":") + identifier
+                        raise RegistryError(
+                            f"image {return_ref} not found in {ep.registry} (HTTP 404)"
+                        )
+                    raise self.status_error(ep, resp, what)
+                try:
+                    body = read_body(resp, MAX_MANIFEST_BYTES, watch)
+                    self.check_cut(ep, what)
+                except BodyTooLarge:
+                    raise RegistryError(
+                        f"manifest of {ref} from {ep.registry} is larger than "
+                        f"{MAX_MANIFEST_BYTES >> 20} MiB"
+                    ) from None
+                except _NETWORK_ERRORS as err:
+                    self.check_cut(ep, what, err)
+                    raise RegistryError(
+                        f"manifest of {ref} from {ep.registry} was cut off: {err}"
+                    ) from err
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         return media_type, body
 
@@ -364,6 +488,19 @@ class RegistryClient:
     ) -> None:
         """Stream blob `desc` into `writer`, resuming with Range after a dropped connection."""
         what = f"fetch blob {desc.digest} of {ref}"
+        with self.transfer():
+            self._fetch_blob(ep, ref, desc, writer, what=what, on_bytes=on_bytes)
+
+    def _fetch_blob(
+        self,
+        ep: Endpoint,
+        ref: Reference,
+        desc: Descriptor,
+        writer: BlobWriter,
+        *,
+        what: str,
+        on_bytes: Callable[[int], None] | None,
+    ) -> None:
         attempt = 0
         while True:
             headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
@@ -372,6 +509,7 @@ class RegistryClient:
                     ep, ref, desc, writer, headers=headers, what=what, on_bytes=on_bytes
                 )
             except _NETWORK_ERRORS as err:
+                self.check_cut(ep, what, err)
                 if attempt >= self.options.retries:
                     raise RegistryError(
                         f"download of blob {desc.digest} of {ref} from {ep.registry} "
@@ -382,6 +520,7 @@ class RegistryClient:
                 continue
             if writer.size >= desc.size:
                 return
+            self.check_cut(ep, what)
             # The body ended early without an error: resume like after a drop.
             if attempt >= self.options.retries:
                 raise RegistryError(
@@ -418,8 +557,14 @@ class RegistryClient:
                 writer.reset()
             elif resp.status_code not in (200, 206):
                 raise self.status_error(ep, resp, what)
-            for chunk in resp.iter_content(CHUNK):
+            watch = current_watch()
+            window = 0
+            for chunk in iter_body(resp, CHUNK):
                 writer.write(chunk)
+                window += len(chunk)
+                if watch is not None and window >= MIN_RATE * watch.window:
+                    watch.extend()
+                    window = 0
                 if writer.size > desc.size:
                     raise RegistryError(
                         f"blob {desc.digest} of {ref} from {ep.registry} is larger than "
@@ -484,7 +629,10 @@ class RegistryClient:
                 raise self.status_error(ep, resp, what)
             location = urljoin(ep.base + "/", resp.headers["Location"])
             try:
-                with path.open("rb") as f:
+                with (
+                    path.open("rb") as f,
+                    self.transfer(desc.size / MIN_RATE + self.options.timeout),
+                ):
                     put = self.request(
                         ep,
                         "PUT",

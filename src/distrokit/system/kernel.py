@@ -2,7 +2,8 @@
 
 The binary and the microcode cpio are copied to files (they are written to outputs on their
 own, e.g. ``NAME-kernel``); ``kernel.tar`` is streamed entry by entry, its names kept verbatim
-(a leading ``./`` included), as LinuxKit does. Every other file of the kernel image is ignored.
+(a leading ``./`` included), as LinuxKit does, except that absolute names and names with ``..``
+are refused (LinuxKit copies them). Every other file of the kernel image is ignored.
 """
 
 from __future__ import annotations
@@ -137,6 +138,18 @@ def module_entries(image: CachedImage, tar: str, origin: Origin) -> Iterator[Ent
     raise BuildError(f"did not find kernel tar {tar} in kernel image {image.reference}")
 
 
+def _check_member(member: tarfile.TarInfo, what: str) -> None:
+    """Refuse names kept verbatim that would leave the root: absolute, or with ``..``.
+
+    LinuxKit copies them as they are; an unpacked initrd or tar then writes outside its root.
+    """
+    for name in [member.name] + ([member.linkname] if member.islnk() else []):
+        if name.startswith("/") or ".." in name.split("/") or "\0" in name:
+            raise BuildError(
+                f"kernel tar {what} has an unsafe member name {name!r} (absolute or with '..')"
+            )
+
+
 def _inner_entries(data: IO[bytes], origin: Origin, what: str) -> Iterator[Entry]:
     try:
         with tarfile.open(
@@ -144,6 +157,7 @@ def _inner_entries(data: IO[bytes], origin: Origin, what: str) -> Iterator[Entry
         ) as inner:
             for member in inner:
                 member.name = verbatim_name(member)
+                _check_member(member, what)
                 set_origin(member, origin)
                 if not member.isreg():
                     member.size = 0

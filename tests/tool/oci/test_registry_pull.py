@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import http.server
 import json
 import os
@@ -26,7 +27,8 @@ from distrokit.oci.cache import Cache
 from distrokit.oci.image import DOCKER_MANIFEST, ImageConfigBlob, Platform
 from distrokit.oci.pull import Progress, PullOptions, pull
 from distrokit.oci.push import PushOptions, push
-from distrokit.oci.registry import parse_mirrors
+from distrokit.oci.registry import Endpoint, RegistryClient, RegistryOptions, parse_mirrors
+from distrokit.reference import parse_reference
 
 AMD64 = Platform.parse("linux/amd64")
 ARM64 = Platform.parse("linux/arm64")
@@ -520,6 +522,36 @@ def test_https_mirror_needs_its_ca_certificate(registry: Registry, tmp_path: Pat
             pull(Cache(tmp_path / "bad"), [ref], AMD64,
                  options=PullOptions(mirrors=mirrors, **FAST))  # fmt: skip
         assert err.value.hint is not None and "--cert-file" in err.value.hint
+
+
+def test_arch_of_a_single_manifest_image_is_checked(
+    registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ref, _ = _build_and_push(tmp_path, registry, "test/amd64only:1", seed=161)
+    cache_dir = tmp_path / "cache"
+    assert main(["cache", "pull", "--cache", str(cache_dir), "--arch", "arm64", ref]) == 1
+    assert f"image {ref} is built for linux/amd64, not linux/arm64" in capsys.readouterr().err
+    assert Cache(cache_dir).entries() == []
+    assert main(["cache", "pull", "--cache", str(cache_dir), "--arch", "amd64", ref]) == 0
+
+
+def test_insecure_registry_reaches_tls_without_verification(
+    registry: Registry, tmp_path: Path
+) -> None:
+    require_tools("openssl")
+    _, digest = _build_and_push(tmp_path, registry, "test/insecure:1", seed=151)
+    with start_registry(tmp_path / "tls", tls=True, storage=registry.storage) as secure:
+        options = RegistryOptions(insecure_registries=frozenset({"reg.example:5000"}))
+        with RegistryClient(options) as client:
+            first, fallback = client.endpoints("reg.example:5000")
+            assert (first.base, first.verify) == ("https://reg.example:5000", False)
+            assert fallback.base == "http://reg.example:5000"
+            # The same kind of endpoint at the TLS registry's real address (a name that is not
+            # loopback would need DNS): verification off must work, not fail setting it up.
+            unverified = Endpoint("reg.example:5000", secure.url, verify=False)
+            ref = parse_reference(f"{secure.host}/test/insecure:1")
+            _, body = client.get_manifest(unverified, ref, "1")
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == digest
 
 
 _BUILD_SCRIPT = """

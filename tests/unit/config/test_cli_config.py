@@ -162,6 +162,22 @@ def test_validate_stdin(
     assert capsys.readouterr().out == "-: ok (1 container)\n"
 
 
+def test_stdin_reads_host_files_only_when_allowed(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = "files:\n  - path: etc/stolen\n    source: /etc/hostname\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["validate", "-"]) == 2
+    assert "may not read host files (/etc/hostname)" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["build", "--dry-run", "-"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["validate", "--allow-host-files", "-"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["build", "--dry-run", "--allow-host-files", "-"]) == 0
+    assert "source: /etc/hostname" in capsys.readouterr().out
+
+
 def test_pkg_templates_resolved_through_the_package_layer(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

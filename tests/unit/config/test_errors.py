@@ -335,6 +335,37 @@ BAD: list[tuple[str, str, list[str]]] = [
         ["bad.yml:2:3: trust.images: unknown field (did you mean 'image'?)"],
     ),
     (
+        "files path leaving the image (stricter than LinuxKit)",
+        "files:\n  - path: ../../tmp/x\n    contents: hi\n  - path: etc/../../y\n"
+        "    directory: true\n",
+        [
+            "bad.yml:2:11: files[0].path: path leaves the image: ../../tmp/x "
+            "(remove the '..' parts)",
+            "bad.yml:4:11: files[1].path: path leaves the image: etc/../../y "
+            "(remove the '..' parts)",
+        ],
+    ),
+    (
+        "files path naming no file",
+        "files:\n  - path: /./\n    contents: hi\n",
+        ["bad.yml:2:11: files[0].path: path names no file: '/./'"],
+    ),
+    (
+        "service name with a slash or dots (stricter than LinuxKit)",
+        "services:\n  - name: ../../etc\n    image: a\nonboot:\n  - name: ..\n    image: a\n",
+        [
+            "bad.yml:2:11: services[0].name: invalid name: '../../etc' "
+            "(use letters, digits, '.', '_', '+' and '-', no '/')",
+            "bad.yml:5:11: onboot[0].name: invalid name: '..' "
+            "(use letters, digits, '.', '_', '+' and '-', no '/')",
+        ],
+    ),
+    (
+        "empty service name",
+        "onshutdown:\n  - name: ''\n    image: a\n",
+        ["bad.yml:2:11: onshutdown[0].name: name is empty"],
+    ),
+    (
         "misspelling from LinuxKit's documentation",
         SVC + "    rmlimits: ['nofile,1,1']\n",
         ["bad.yml:4:5: services[0].rmlimits: unknown field (did you mean 'rlimits'?)"],

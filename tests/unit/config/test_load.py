@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from distrokit.config import model
+from distrokit.config import load, model
 from distrokit.config.dump import dump_json, dump_yaml
 from distrokit.config.load import load_config
 from distrokit.config.schema import object_kinds
@@ -109,7 +111,7 @@ def test_uid_names_a_container_of_another_file(tmp_path: Path) -> None:
 def test_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     stream = io.StringIO("files:\n  - path: a\n    source: x/y\n")
-    config = load_config(["-"], stdin=stream)
+    config = load_config(["-"], stdin=stream, host_files=True)
     assert config.files[0].source == str(tmp_path / "x" / "y")
     with pytest.raises(ConfigError) as info:
         load_config(["-"], stdin=io.StringIO("kernel: 1\n"))
@@ -132,7 +134,26 @@ def test_file_sources_are_made_absolute(tmp_path: Path, monkeypatch: pytest.Monk
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        if self.path == "/m.yml":
+        if self.path == "/endless.yml":
+            self.send_response(200)
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                while True:
+                    self.wfile.write(b"# " + b"x" * 65534)
+            return
+        if self.path == "/slow.yml":
+            self.send_response(200)
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for byte in b"services: []\n" * 100:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.5)
+            return
+        if self.path == "/shadow.yml":
+            body = b"files:\n  - path: etc/stolen\n    source: /etc/shadow\n"
+            self.send_response(200)
+        elif self.path == "/m.yml":
             body = b"services:\n  - name: web\n    image: nginx\n"
             self.send_response(200)
         else:
@@ -168,6 +189,41 @@ def test_url_input(http_base: str) -> None:
         f"{http_base}/missing.yml: cannot read: cannot fetch {http_base}/missing.yml: "
         "HTTP 404 Not Found"
     ]
+
+
+def test_remote_and_stdin_yaml_may_not_read_host_files(http_base: str) -> None:
+    url = f"{http_base}/shadow.yml"
+    with pytest.raises(ConfigError) as info:
+        load_config([url])
+    assert info.value.problems == [
+        f"{url}:3:13: files[0].source: a configuration from {url} may not read host files "
+        "(/etc/shadow) (pass --allow-host-files if you trust it to read any file you can read)"
+    ]
+    stdin = io.StringIO("files:\n  - path: etc/stolen\n    source: /etc/shadow\n")
+    with pytest.raises(ConfigError, match="from <stdin> may not read host files"):
+        load_config(["-"], stdin=stdin)
+    assert load_config([url], host_files=True).files[0].source == "/etc/shadow"
+
+
+def test_url_body_is_bounded_in_size_and_time(
+    http_base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config([f"{http_base}/endless.yml"])
+    assert info.value.problems == [
+        f"{http_base}/endless.yml: cannot read: {http_base}/endless.yml is larger than 4 MiB"
+    ]
+    monkeypatch.setattr(load, "URL_TIMEOUT", 1.0)
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match=r"less than 1 kB/s, for 1 s"):
+        load_config([f"{http_base}/slow.yml"])
+    assert time.monotonic() - start < 3
+
+
+def test_stdin_is_bounded_in_size() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(["-"], stdin=io.StringIO("#" * (5 << 20)))
+    assert info.value.problems == ["-: cannot read: standard input is larger than 4 MiB"]
 
 
 def test_templates_resolved_relative_to_the_yaml(tmp_path: Path) -> None:

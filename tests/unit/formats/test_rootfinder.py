@@ -5,7 +5,10 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
+import subprocess
+import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -145,3 +148,89 @@ def test_builtin_modules_need_no_file(tmp_path: Path) -> None:
     )
     files = _names(rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs", "ext4")))
     assert files["lib/modules/order"] == b"kernel/fs/isofs/isofs.ko\n"
+
+
+def _gzip_bomb(size: int) -> bytes:
+    """A gzip stream of `size` zero bytes (about size/1000 bytes long)."""
+    encoder = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    parts = [encoder.compress(zeros) for _ in range(size >> 20)]
+    return b"".join(parts) + encoder.flush()
+
+
+_BOMB_PROBE = """
+import resource, sys
+from pathlib import Path
+from distrokit.errors import BuildError
+from distrokit.formats import rootfinder
+try:
+    rootfinder.rootfinder_initrd(Path(sys.argv[1]), epoch=0, modules=("virtio_blk",))
+except BuildError as err:
+    print(err)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_module_gzip_bomb_is_refused_with_bounded_memory(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test/kernel/drivers/block"
+    tar = _tar(tmp_path / "root.tar", [(f"{rel}/virtio_blk.ko.gz", _gzip_bomb(1 << 30), None)])
+    # In a process of its own, so its peak memory is the root finder's alone.
+    out = subprocess.run(
+        [sys.executable, "-c", _BOMB_PROBE, str(tar)],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout.splitlines()  # fmt: skip
+    assert "virtio_blk.ko.gz decompresses to more than 128 MiB" in out[0]
+    assert int(out[-1]) < 512, f"peak memory {out[-1]} MiB"
+
+
+def test_a_truncated_module_is_an_error(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test/kernel"
+    data = gzip.compress(b"\0name=isofs\0depends=\0" * 1000)[:-40]
+    tar = _tar(tmp_path / "root.tar", [(f"{rel}/isofs.ko.gz", data, None)])
+    with pytest.raises(BuildError, match=r"isofs\.ko\.gz cannot be decompressed"):
+        rootfinder.rootfinder_initrd(tar, epoch=0, modules=("isofs",))
+
+
+def _link_tar(path: Path, members: list[tarfile.TarInfo]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for info in members:
+            tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isreg() else None)
+    return path
+
+
+def _info(
+    name: str, kind: bytes = tarfile.REGTYPE, link: str = "", size: int = 1
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = kind, link, 1000
+    info.size = size if kind == tarfile.REGTYPE else 0
+    return info
+
+
+def test_staging_takes_what_tar_and_initrd_take(tmp_path: Path) -> None:
+    # A later entry replaces what an earlier one left at its name, even a whole directory.
+    tar = _link_tar(
+        tmp_path / "over.tar",
+        [_info("etc", tarfile.DIRTYPE), _info("etc/a"), _info("etc", size=3),
+         _info("x"), _info("x", tarfile.DIRTYPE), _info("x/y")],
+    )  # fmt: skip
+    root = tmp_path / "root"
+    staging.unpack_rootfs(tar, root, epoch=5)
+    assert (root / "etc").read_bytes() == b"xxx"
+    assert (root / "x" / "y").is_file()
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([_info("a", tarfile.LNKTYPE, link="missing")], "points at 'missing', which is not an"),
+        ([_info("d/" + "n" * 300)], "File name too long"),
+    ],
+    ids=["hard link to a missing target", "name too long"],
+)
+def test_staging_refuses_what_no_file_system_holds_with_an_error(
+    tmp_path: Path, members: list[tarfile.TarInfo], message: str
+) -> None:
+    tar = _link_tar(tmp_path / "bad.tar", members)
+    with pytest.raises(BuildError, match=message):
+        staging.unpack_rootfs(tar, tmp_path / "root", epoch=5)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import subprocess
+import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from registry import make_layer
 
 from distrokit.cli import main
+from distrokit.errors import CacheError
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import ImageConfigBlob, Platform
+from distrokit.oci.layout import export_image
 
 AMD64 = Platform.parse("linux/amd64")
 KEPT = ("reg.example/sys/kernel:1", "reg.example/sys/init:2", "reg.example/sys/getty:3")
@@ -126,3 +132,130 @@ def test_clean_keep_resolves_pkg_templates(
     yml.write_text("services:\n  - name: getty\n    image: '@pkg:pkg/getty'\n")
     assert main(["cache", "clean", "--cache", str(cache_dir), "--keep", str(yml)]) == 0
     assert [e.name for e in Cache(cache_dir).list_entries()] == [built]
+
+
+def test_clean_refuses_a_directory_that_is_not_a_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "documents"
+    (folder / "blobs").mkdir(parents=True)
+    (folder / "thesis.txt").write_text("years of work")
+    assert main(["cache", "clean", "--cache", str(folder)]) == 1
+    err = capsys.readouterr().err
+    assert f"{folder} is not an image cache: it holds thesis.txt" in err
+    assert (folder / "thesis.txt").read_text() == "years of work"
+
+
+def test_clean_refuses_a_cache_with_foreign_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    (cache_dir / "notes.md").write_text("mine")
+    (cache_dir / "blobs" / "photos").mkdir()
+    assert main(["cache", "clean", "--cache", str(cache_dir)]) == 1
+    assert "it holds notes.md, blobs/photos" in capsys.readouterr().err
+    assert len(Cache(cache_dir).list_entries()) == 4
+
+
+def test_clean_of_a_missing_or_empty_directory_succeeds(tmp_path: Path) -> None:
+    assert main(["cache", "clean", "--cache", str(tmp_path / "absent")]) == 0
+    (tmp_path / "empty").mkdir()
+    assert main(["cache", "clean", "--cache", str(tmp_path / "empty")]) == 0
+    assert not (tmp_path / "empty").exists()
+
+
+def test_a_damaged_index_json_is_reported_not_taken_for_a_network_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    (cache_dir / "index.json").write_text('{"manifests": "not a list"}')
+    # Port 1 on loopback: a pull that reached for the network would fail to connect.
+    code = main(["cache", "pull", "--cache", str(cache_dir), "127.0.0.1:1/some/image:1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{cache_dir / 'index.json'}: manifests is not a list of descriptors" in err
+    assert "cannot reach" not in err
+
+
+def test_a_lock_that_is_a_directory_is_repaired_when_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache_dir = _fill(tmp_path)
+    lock = cache_dir / ".lock"
+    lock.unlink()
+    lock.mkdir()
+    assert main(["cache", "ls", "--cache", str(cache_dir)]) == 0
+    assert lock.is_file()
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    lock.unlink()
+    (lock / "keep").mkdir(parents=True)
+    assert main(["cache", "ls", "--cache", str(cache_dir)]) == 1
+    assert f"{lock} is a directory, not the cache's lock file" in capsys.readouterr().err
+
+
+def _layout_tar(tmp_path: Path, edit: Callable[[dict[str, bytes]], None]) -> Path:
+    """An exported OCI layout of one image, its members changed by `edit`."""
+    cache_dir = _fill(tmp_path)
+    out = io.BytesIO()
+    export_image(Cache(cache_dir), KEPT[0], AMD64, out)
+    out.seek(0)
+    with tarfile.open(fileobj=out) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+    edit(members)
+    path = tmp_path / "edited.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _blobs(cache_dir: Path) -> list[str]:
+    return sorted(p.name for p in (cache_dir / "blobs" / "sha256").iterdir())
+
+
+def test_a_failed_import_leaves_no_orphan_blobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def unnamed(members: dict[str, bytes]) -> None:
+        index = json.loads(members["index.json"])
+        del index["manifests"][0]["annotations"]
+        members["index.json"] = json.dumps(index).encode()
+
+    archive = _layout_tar(tmp_path, unnamed)
+    target = tmp_path / "target"
+    assert main(["cache", "import", "--cache", str(target), str(archive)]) == 1
+    assert "names no image" in capsys.readouterr().err
+    assert _blobs(target) == []
+
+
+def test_an_import_keeps_only_blobs_its_images_use(tmp_path: Path) -> None:
+    stray = b"not part of any image"
+    digest = hashlib.sha256(stray).hexdigest()
+
+    def extra(members: dict[str, bytes]) -> None:
+        members[f"blobs/sha256/{digest}"] = stray
+
+    archive = _layout_tar(tmp_path, extra)
+    target = tmp_path / "target"
+    assert main(["cache", "import", "--cache", str(target), str(archive)]) == 0
+    assert digest not in _blobs(target)
+    assert len(_blobs(target)) == 3  # manifest, config, layer
+
+
+def test_a_single_manifest_image_is_only_used_for_its_own_platform(tmp_path: Path) -> None:
+    cache = Cache(_fill(tmp_path))
+    assert cache.image(KEPT[0], AMD64).config.architecture == "amd64"
+    with pytest.raises(CacheError, match=r"is built for linux/amd64, not linux/arm64"):
+        cache.image(KEPT[0], Platform.parse("linux/arm64"))
+    assert cache.find(KEPT[0], Platform.parse("linux/arm64")) is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_timeout_must_be_a_positive_finite_number(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["cache", "pull", "--cache", str(tmp_path), "--timeout", value, "127.0.0.1:1/x"]
+    assert main(argv) == 2
+    assert "--timeout must be a positive number of seconds" in capsys.readouterr().err

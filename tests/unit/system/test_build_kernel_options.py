@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,36 @@ def test_metadata_json_is_the_merged_config(tmp_path: Path, images: Images) -> N
     tar = _build(tmp_path, images, "  binary: boot/vmlinuz\n  tar: none\n", files)
     meta = json.loads(read_member(tar, "etc/meta.json"))
     assert meta["kernel"]["image"] == "example.org/k:1"
+
+
+def _tar_bytes(members: list[F]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            info = tarfile.TarInfo(m.name)
+            if m.kind == "link":
+                info.type, info.linkname = tarfile.LNKTYPE, m.target
+            else:
+                info.size = len(m.data)
+            tar.addfile(info, io.BytesIO(m.data) if m.kind == "file" else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (F("../../tmp/evil", data=b"x"), "unsafe member name '../../tmp/evil'"),
+        (F("/etc/evil", data=b"x"), "unsafe member name '/etc/evil'"),
+        (F("lib/ok", kind="link", target="../../etc/shadow"), "name '../../etc/shadow'"),
+    ],
+)
+def test_kernel_tar_members_that_leave_the_root_are_refused(
+    tmp_path: Path, member: F, message: str
+) -> None:
+    imgs = new_images(tmp_path)
+    inner = _tar_bytes([F("lib/modules/x.ko", data=b"ko"), member])
+    imgs.add("example.org/k:1", [F("kernel", data=b"K"), F("kernel.tar", data=inner)])
+    config = config_from(tmp_path, "kernel:\n  image: example.org/k:1\n")
+    with pytest.raises(BuildError, match=message):
+        run_build(imgs, config, tmp_path / "out", "tar", name="k")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
