@@ -25,9 +25,9 @@ from distrokit.formats import registry
 from distrokit.formats.disk import parse_size_mib
 from distrokit.formats.initrd import Compression
 from distrokit.oci.cache import Cache, default_cache_dir
+from distrokit.oci.endpoints import RegistryOptions, parse_mirrors
 from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
-from distrokit.oci.registry import RegistryOptions, parse_mirrors
 from distrokit.pipeline import BuildRequest, build, default_build_cache
 from distrokit.system.sbom import SbomOptions
 

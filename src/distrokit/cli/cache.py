@@ -20,11 +20,12 @@ from distrokit.config.load import load_config
 from distrokit.config.model import Config
 from distrokit.errors import CacheError, DistrokitError, RegistryError, UsageError
 from distrokit.oci.cache import Cache, check_cache_dir, default_cache_dir
+from distrokit.oci.endpoints import RegistryOptions, parse_mirrors
 from distrokit.oci.image import INDEX_TYPES, Platform, host_platform
 from distrokit.oci.layout import EXPORT_FORMATS, export_image, import_layout
 from distrokit.oci.pull import Progress, PullOptions, pull
 from distrokit.oci.push import PushOptions, push
-from distrokit.oci.registry import RegistryClient, RegistryOptions, parse_mirrors
+from distrokit.oci.registry import RegistryClient
 from distrokit.packages.tag import show_tag
 from distrokit.reference import parse_reference
 

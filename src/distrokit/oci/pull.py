@@ -21,6 +21,7 @@ from typing import Any
 
 from distrokit.errors import CacheError, RegistryError
 from distrokit.oci.cache import Cache, check_platform, ref_name
+from distrokit.oci.endpoints import Endpoint, RegistryOptions
 from distrokit.oci.image import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -29,7 +30,7 @@ from distrokit.oci.image import (
     Descriptor,
     Platform,
 )
-from distrokit.oci.registry import Endpoint, RegistryClient, RegistryOptions
+from distrokit.oci.registry import RegistryClient
 from distrokit.reference import Reference, parse_reference
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from distrokit.errors import CacheError, RegistryError
 from distrokit.oci.cache import Cache, ref_name
+from distrokit.oci.endpoints import Endpoint, RegistryOptions
 from distrokit.oci.image import INDEX_TYPES, Descriptor
-from distrokit.oci.registry import Endpoint, RegistryClient, RegistryOptions
+from distrokit.oci.registry import RegistryClient
 from distrokit.reference import Reference, parse_reference
 
 log = logging.getLogger(__name__)

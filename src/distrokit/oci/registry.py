@@ -1,22 +1,19 @@
 """A client for the Docker Registry HTTP API v2 / OCI distribution spec.
 
-Owns endpoints (mirrors, https, plain http only for loopback or registries named insecure,
-extra CA certificates), authentication (anonymous or credentialed bearer tokens, basic auth),
-retries with backoff on 429/5xx/connection errors, streamed blob downloads resumed with
+Owns the requests to the endpoints `distrokit.oci.endpoints` describes: authentication
+(anonymous or credentialed bearer tokens, basic auth), retries with backoff on 429/5xx and
+connection errors, bounded bodies under a deadline, streamed blob downloads resumed with
 ``Range`` after a drop, and the upload calls `push` needs. One `requests.Session` per client.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
-import ssl
 import threading
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -35,9 +32,16 @@ from distrokit.deadline import (
     read_body,
     watch_pools,
 )
-from distrokit.errors import RegistryError, UsageError
+from distrokit.errors import RegistryError
 from distrokit.oci.auth import Challenge, Credentials, find_credentials, parse_challenge
 from distrokit.oci.cache import BlobWriter
+from distrokit.oci.endpoints import (
+    ENDPOINT_OVERRIDES,
+    CAAdapter,
+    Endpoint,
+    RegistryOptions,
+    is_loopback,
+)
 from distrokit.oci.image import (
     CHUNK,
     DOCKER_LIST,
@@ -55,9 +59,6 @@ MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFE
 MAX_MANIFEST_BYTES = 8 << 20
 # Token answers and error bodies are read this far at most.
 MAX_SMALL_BODY = 1 << 20
-# Registries whose API is served from a host other than the reference domain (registry name ->
-# base URL). Empty by default: such a registry is otherwise reached through --mirror.
-ENDPOINT_OVERRIDES: dict[str, str] = {}
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _NETWORK_ERRORS = (
     requests.ConnectionError,
@@ -67,89 +68,10 @@ _NETWORK_ERRORS = (
 )
 
 
-@dataclass(frozen=True, kw_only=True)
-class RegistryOptions:
-    """How to reach registries: mirrors, insecure registries, CAs, credentials, limits."""
-
-    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    insecure_registries: frozenset[str] = frozenset()
-    cert_files: tuple[Path, ...] = ()
-    auth_config_path: Path | None = None
-    max_parallel: int = 4
-    retries: int = 5
-    backoff: float = 0.5
-    # No answer, or a body arriving slower than deadline.MIN_RATE, for this long ends a request
-    # (see docs/security.md); it is also the connect and read timeout.
-    timeout: float = 30.0
-
-
-def parse_mirrors(specs: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """LinuxKit's ``--mirror`` / ``LINUXKIT_MIRROR``: ``registry=url`` or ``url`` (all, ``*``)."""
-    out: dict[str, list[str]] = {}
-    for spec in specs:
-        key, sep, url = spec.partition("=")
-        if not sep:
-            key, url = "*", spec
-        url = url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"mirror URL '{url}' must start with http:// or https://")
-        out.setdefault(key, []).append(url)
-    return {k: tuple(v) for k, v in out.items()}
-
-
-def is_loopback(registry: str) -> bool:
-    """Whether ``host[:port]`` names this machine (plain http is allowed only there)."""
-    if registry.startswith("["):
-        hostname = registry[1:].partition("]")[0]
-    else:
-        hostname = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    if hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-class _CAAdapter(HTTPAdapter):
-    """An adapter whose TLS context trusts the system CAs plus the given certificate files.
-
-    With `verify` false (a registry named by --insecure-registry) the context checks neither
-    certificate nor host name: requests cannot turn verification off on a context that checks
-    host names (it fails with "Cannot set verify_mode to CERT_NONE").
-    """
-
-    def __init__(self, cert_files: Sequence[Path], pool: int, *, verify: bool = True) -> None:
-        self._ctx = ssl.create_default_context()
-        if not verify:
-            self._ctx.check_hostname = False
-            self._ctx.verify_mode = ssl.CERT_NONE
-        for cert in cert_files:
-            try:
-                self._ctx.load_verify_locations(cafile=str(cert))
-            except (OSError, ssl.SSLError) as err:
-                raise UsageError(f"cannot load CA certificate file {cert}: {err}") from err
-        super().__init__(pool_connections=pool, pool_maxsize=pool)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._ctx
-        super().init_poolmanager(*args, **kwargs)
-
-
 def _set_body(resp: requests.Response, body: bytes) -> None:
     """Make `resp.content` return `body` (read, bounded, while the transfer was watched)."""
     resp._content = body
     resp._content_consumed = True  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where requests for one registry go: a base URL, and whether TLS is verified."""
-
-    registry: str
-    base: str
-    verify: bool = True
-    mirror: bool = False
 
 
 class RegistryClient:
@@ -159,14 +81,14 @@ class RegistryClient:
         self.options = options or RegistryOptions()
         self.session = requests.Session()
         self.watchdog = Watchdog()
-        adapter = _CAAdapter(self.options.cert_files, self.options.max_parallel + 4)
+        adapter = CAAdapter(self.options.cert_files, self.options.max_parallel + 4)
         self.session.mount("https://", watch_pools(adapter))
         # Endpoints of registries named by --insecure-registry: TLS without verification. The
         # user asked for it by name: urllib3's warning on every request would only be noise.
         self.insecure_session = requests.Session()
         if self.options.insecure_registries:
             warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-        insecure = _CAAdapter((), self.options.max_parallel + 4, verify=False)
+        insecure = CAAdapter((), self.options.max_parallel + 4, verify=False)
         self.insecure_session.mount("https://", watch_pools(insecure))
         self.insecure_session.mount("http://", watch_pools(HTTPAdapter()))
         plain = HTTPAdapter(pool_maxsize=self.options.max_parallel + 4)

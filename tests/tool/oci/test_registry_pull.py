@@ -24,10 +24,11 @@ from registry import PASSWORD, USERNAME, Registry, make_layer, start_registry
 from distrokit.cli import main
 from distrokit.errors import CacheError, RegistryError
 from distrokit.oci.cache import Cache
+from distrokit.oci.endpoints import Endpoint, RegistryOptions, parse_mirrors
 from distrokit.oci.image import DOCKER_MANIFEST, ImageConfigBlob, Platform
 from distrokit.oci.pull import Progress, PullOptions, pull
 from distrokit.oci.push import PushOptions, push
-from distrokit.oci.registry import Endpoint, RegistryClient, RegistryOptions, parse_mirrors
+from distrokit.oci.registry import RegistryClient
 from distrokit.reference import parse_reference
 
 AMD64 = Platform.parse("linux/amd64")

@@ -11,8 +11,9 @@ import pytest
 
 from distrokit.errors import CacheError, UsageError
 from distrokit.oci.auth import find_credentials, parse_challenge
+from distrokit.oci.endpoints import RegistryOptions, is_loopback, parse_mirrors
 from distrokit.oci.image import Descriptor, Platform, digest_hex
-from distrokit.oci.registry import RegistryClient, RegistryOptions, is_loopback, parse_mirrors
+from distrokit.oci.registry import RegistryClient
 
 
 @pytest.mark.parametrize(
