@@ -108,6 +108,7 @@ class RunConfig:
     detach: bool = False
     devices: tuple[str, ...] = ()  # extra ``-device`` arguments, passed through
     netboot_url: str | None = None  # the iPXE script a network boot chains to (user networking)
+    qmp: Path | None = None  # a QMP server on this unix socket (system_powerdown, query-status)
 
 
 _SIZE = re.compile(r"^(\d+)([GgMm]?)$")

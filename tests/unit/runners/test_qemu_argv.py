@@ -267,3 +267,9 @@ def test_aarch64_boots_kernels_only() -> None:
 def test_unknown_arch() -> None:
     with pytest.raises(UsageError, match="unsupported --arch riscv64"):
         qemu_argv(_run(arch="riscv64"), TCG)
+
+
+def test_qmp_socket_is_served_without_waiting_for_a_client() -> None:
+    assert "-qmp" not in qemu_argv(_run(), TCG)
+    argv = qemu_argv(_run(qmp=Path("/state/qmp.sock")), TCG)
+    assert _after(argv, "-qmp") == ["unix:/state/qmp.sock,server=on,wait=off"]
