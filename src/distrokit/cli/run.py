@@ -126,6 +126,10 @@ def _add_qemu(p: argparse.ArgumentParser) -> None:
         help="boot the ELF kernel extracted from the bzImage via PVH (default on)",
     )  # fmt: skip
     p.add_argument("--device", action="append", default=[], help="extra QEMU -device (repeatable)")
+    p.add_argument(
+        "--qmp", type=Path, metavar="SOCKET",
+        help="QEMU's QMP server on this unix socket (e.g. system_powerdown presses power)",
+    )  # fmt: skip
     p.add_argument("--uefi", action="store_true", help="boot with OVMF UEFI firmware")
     p.add_argument("--fw", type=Path, help="UEFI firmware code (default Debian's OVMF)")
     mode = p.add_mutually_exclusive_group()
@@ -208,6 +212,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         netboot_url=netboot_url,
         disk_first=args.boot_order == "disk",
         reboot=args.reboot,
+        qmp=args.qmp,
     )
 
 

@@ -112,6 +112,7 @@ class RunConfig:
     # (an empty disk falls through to the network; once written, the disk boots).
     disk_first: bool = False
     reboot: bool = False  # a guest reboot restarts the VM instead of ending it (-no-reboot)
+    qmp: Path | None = None  # a QMP server on this unix socket (system_powerdown, query-status)
 
 
 _SIZE = re.compile(r"^(\d+)([GgMm]?)$")

@@ -270,6 +270,8 @@ def qemu_argv(run: RunConfig, facts: HostFacts) -> list[str]:
     argv += _console_args(run.console)
     argv += _boot_args(run, facts, machine, use_pvh)
     argv += _devices(run, facts, machine)
+    if run.qmp is not None:
+        argv += ["-qmp", f"unix:{run.qmp},server=on,wait=off"]
     if run.detach:
         argv.append("-daemonize")
     return argv

@@ -19,7 +19,8 @@ PKG = Path(__file__).resolve().parents[3] / "pkg"
 REF = "distrokit/kernel:kernel-tool-test"
 # virtio (QEMU), e1000, and vSphere's virtual hardware: pvscsi disks, vmxnet3 NIC, IDE CD-ROM
 WANTED = ("virtio_blk", "virtio_net", "virtio_scsi", "e1000", "vmw_pvscsi", "vmxnet3",
-          "ata_piix", "sr_mod", "sd_mod", "ext4", "isofs", "squashfs", "overlay")  # fmt: skip
+          "ata_piix", "sr_mod", "sd_mod", "ext4", "isofs", "squashfs", "overlay",
+          "evdev", "button", "binfmt_misc", "dm_crypt")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -287,3 +287,9 @@ def test_netboot_tries_the_network_first_or_the_disk_first() -> None:
     disk_first = _after(qemu_argv(run, TCG), "-device")
     assert "virtio-blk-pci,drive=disk0,bootindex=0" in disk_first
     assert any(d.startswith("virtio-net-pci") and "bootindex=1" in d for d in disk_first)
+
+
+def test_qmp_socket_is_served_without_waiting_for_a_client() -> None:
+    assert "-qmp" not in qemu_argv(_run(), TCG)
+    argv = qemu_argv(_run(qmp=Path("/state/qmp.sock")), TCG)
+    assert _after(argv, "-qmp") == ["unix:/state/qmp.sock,server=on,wait=off"]
