@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from distrokit.arch import oci_arch
+from distrokit.cli.registry_flags import positive_seconds, timeout_flag
 from distrokit.cli.validate import host_files_flag, load_inputs, report_problems
 from distrokit.config.dump import dump_yaml
 from distrokit.config.model import Config
@@ -25,7 +26,7 @@ from distrokit.formats import registry
 from distrokit.formats.disk import parse_size_mib
 from distrokit.formats.initrd import Compression
 from distrokit.oci.cache import Cache, default_cache_dir
-from distrokit.oci.endpoints import RegistryOptions, parse_mirrors
+from distrokit.oci.endpoints import parse_mirrors
 from distrokit.oci.image import Platform, host_platform
 from distrokit.oci.pull import PullOptions
 from distrokit.pipeline import BuildRequest, build, default_build_cache
@@ -88,7 +89,7 @@ def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Pla
         always=args.pull,
         mirrors=parse_mirrors(args.mirror or _env_mirrors()),
         cert_files=tuple(Path(c) for c in args.cert_file),
-        timeout=_positive(args.timeout, "--timeout"),
+        timeout=positive_seconds(args),
     )
     with _terminate_as_interrupt():
         built = build(config, cache, request, pull_options=options, progress=_log.info)
@@ -99,12 +100,6 @@ def _build(args: argparse.Namespace, config: Config, size_mb: int, platform: Pla
 
 
 _log = logging.getLogger("distrokit.cli.build")
-
-
-def _positive(value: float, flag: str) -> float:
-    if not 0 < value < 1e6:  # also refuses nan and inf
-        raise UsageError(f"{flag} must be a positive number of seconds")
-    return value
 
 
 def _build_request(
@@ -206,14 +201,7 @@ def _add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="[REGISTRY=]URL",
         help="registry mirror, repeatable",
     )
-    add(
-        "--timeout",
-        type=float,
-        default=RegistryOptions().timeout,
-        metavar="SECONDS",
-        help="give up on a registry that sends nothing, or less than 1 kB/s, for this long "
-        "(default %(default)g)",
-    )
+    timeout_flag(parser)
     add(
         "--cert-file",
         action="append",

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from distrokit.cli.registry_flags import positive_seconds, timeout_flag
 from distrokit.config.load import load_config
 from distrokit.config.model import Config
 from distrokit.errors import CacheError, DistrokitError, RegistryError, UsageError
@@ -50,18 +51,6 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--parallel", type=int, default=4, help="parallel blob transfers (default 4)")
     timeout_flag(p)
-
-
-def timeout_flag(p: argparse.ArgumentParser) -> None:
-    """``--timeout``: how long a registry may stay silent or crawl before a request fails."""
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=RegistryOptions().timeout,
-        metavar="SECONDS",
-        help="give up on a registry that sends nothing, or less than 1 kB/s, for this long "
-        "(default %(default)g)",
-    )
 
 
 def _cache_flag(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
@@ -165,10 +154,8 @@ def _registry_options(args: argparse.Namespace) -> dict[str, Any]:
     specs = args.mirror or [s for s in env.replace(",", " ").split() if s]
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
-    if not 0 < args.timeout < 1e6:  # also refuses nan and inf
-        raise UsageError("--timeout must be a positive number of seconds")
     return {
-        "timeout": args.timeout,
+        "timeout": positive_seconds(args),
         "mirrors": parse_mirrors(specs),
         "insecure_registries": frozenset(args.insecure_registry),
         "cert_files": tuple(args.cert_file),
