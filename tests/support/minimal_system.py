@@ -54,23 +54,35 @@ def _distrokit(*args: str, cwd: Path) -> str:
     return proc.stdout
 
 
-def build_minimal_system(work: Path, *, overlay: str | None = TEST_OVERLAY) -> Path:
-    """Build every package and examples/minimal.yml (plus `overlay`); return the NAME prefix."""
+def build_packages(
+    work: Path, packages: tuple[str, ...], *, extra: dict[str, str] | None = None
+) -> tuple[Path, str]:
+    """pkg/ and examples/ (plus `extra` files) committed to a fresh git repository in `work`,
+    so the `@pkg:` tags are clean tree hashes, and `packages` built into `work`/cache.
+    Returns the repository and the cache directory."""
     repo = work / "repo"
     shutil.copytree(ROOT / "pkg", repo / "pkg")
     shutil.copytree(ROOT / "examples", repo / "examples")
-    files = ["examples/minimal.yml"]
-    if overlay is not None:
-        (repo / "examples" / "test-overlay.yml").write_text(overlay)
-        files.append("examples/test-overlay.yml")
+    for name, text in (extra or {}).items():
+        (repo / name).write_text(text)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     host = Host()
     host.run([*git, "init", "-q"])
     host.run([*git, "add", "."])
     host.run([*git, "commit", "-qm", "packages"])
     cache = str(work / "cache")
-    packages = [str(repo / "pkg" / name) for name in PACKAGES]
-    _distrokit("pkg", "build", "--cache", cache, *packages, cwd=repo)
+    _distrokit("pkg", "build", "--cache", cache, *(f"pkg/{p}" for p in packages), cwd=repo)
+    return repo, cache
+
+
+def build_minimal_system(work: Path, *, overlay: str | None = TEST_OVERLAY) -> Path:
+    """Build every package and examples/minimal.yml (plus `overlay`); return the NAME prefix."""
+    files = ["examples/minimal.yml"]
+    extra = {}
+    if overlay is not None:
+        extra["examples/test-overlay.yml"] = overlay
+        files.append("examples/test-overlay.yml")
+    repo, cache = build_packages(work, PACKAGES, extra=extra)
     out = work / "out"
     out.mkdir()
     _distrokit(

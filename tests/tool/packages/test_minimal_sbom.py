@@ -4,16 +4,14 @@ nginx was made from, with their versions, valid SPDX, the same bytes on every bu
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 from pathlib import Path
 
 from hosttools import require_tools
-from minimal_system import ROOT, _distrokit
+from minimal_system import _distrokit, build_packages
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from distrokit.host import Host
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform
 from distrokit.system.sbom import DEBIAN_VERSIONS_LABEL
@@ -34,16 +32,7 @@ def _sbom(tar: Path) -> bytes:
 
 def test_minimal_example_sbom_lists_nginx_debian_packages(tmp_path: Path) -> None:
     require_tools("apt-get", "apt-cache", "dpkg-deb", "git")
-    repo = tmp_path / "repo"
-    shutil.copytree(ROOT / "pkg", repo / "pkg")
-    shutil.copytree(ROOT / "examples", repo / "examples")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
-    host = Host()
-    host.run([*git, "init", "-q"])
-    host.run([*git, "add", "."])
-    host.run([*git, "commit", "-qm", "packages"])
-    cache = str(tmp_path / "cache")
-    _distrokit("pkg", "build", "--cache", cache, *(f"pkg/{p}" for p in PACKAGES), cwd=repo)
+    repo, cache = build_packages(tmp_path, PACKAGES)
     tars = []
     for name in ("a", "b"):
         out = tmp_path / f"{name}.tar"
