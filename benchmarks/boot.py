@@ -12,7 +12,6 @@ benchmarks/results/boot.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from guest import MARKER, make_guest, start  # noqa: E402
+
+from benchlib import write_result  # noqa: E402
 
 CASES = {
     "fast path (microvm, PVH vmlinux)": (),
@@ -86,10 +87,7 @@ def main() -> int:
             f"{r['case']:<36} {r['median_to_marker_s']:>16.2f}s {r['median_to_exit_s']:>14.2f}s"
             f"   {runs}"
         )
-    out = ROOT / "benchmarks" / "results" / "boot.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("boot", report)
     return 0
 
 

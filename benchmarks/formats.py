@@ -14,7 +14,6 @@ benchmarks/results/formats.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from minimal_system import build_minimal_system  # noqa: E402
 
+from benchlib import write_result  # noqa: E402
 from distrokit.formats import registry  # noqa: E402
 
 
@@ -91,10 +91,8 @@ def main() -> int:
         "setup_seconds": round(setup, 1),
         "formats": rows,
     }
-    out = ROOT / "benchmarks" / "results" / "formats.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out.relative_to(ROOT)}")
+    print()
+    write_result("formats", result)
     return 0
 
 

@@ -21,7 +21,6 @@ Throughput: a random file of --size MiB downloaded with curl from each server (1
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import socket
@@ -35,10 +34,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The system builder and the VM driver are shared with the boot tests rather than copied.
-sys.path.insert(0, str(ROOT / "tests" / "boot"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from guest import start  # noqa: E402
 from netboot_system import FULL_MARKER, NAME, build_netboot_system  # noqa: E402
+
+from benchlib import write_result  # noqa: E402
 
 DIRECT = {
     "direct, fast path (microvm, PVH)": (),
@@ -231,10 +232,7 @@ def main() -> int:
     for h in http:
         runs = " ".join(f"{x:.0f}" for x in h["mib_s"])  # type: ignore[attr-defined]
         print(f"{h['server']:<34} {h['median_mib_s']:>13.1f}   {runs}")
-    out = ROOT / "benchmarks" / "results" / "netboot.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("netboot", report)
     return 0
 
 

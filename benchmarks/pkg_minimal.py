@@ -12,7 +12,6 @@ benchmarks/results/pkg_minimal.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,8 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from guest import start  # noqa: E402
 from minimal_system import build_minimal_system, free_port, wait_http  # noqa: E402
+
+from benchlib import write_result  # noqa: E402
 
 
 def one_boot(prefix: Path, accel: str, state: Path) -> float:
@@ -68,10 +69,7 @@ def main() -> int:
     for i, t in enumerate(times):
         print(f"{f'VM start -> nginx 200 ({args.accel}) run {i + 1}':<40} {t:>10.1f} s")
     print(f"{'VM start -> nginx 200, median':<40} {statistics.median(times):>10.1f} s")
-    out = ROOT / "benchmarks" / "results" / "pkg_minimal.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("pkg_minimal", result)
     return 0
 
 

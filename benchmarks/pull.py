@@ -11,7 +11,6 @@ writes benchmarks/results/pull.json. Target: distrokit's time <= 1.25x skopeo's.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import statistics
@@ -26,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from registry import start_registry  # noqa: E402
 
+from benchlib import write_result  # noqa: E402
 from distrokit.host import Host  # noqa: E402
 from distrokit.oci.cache import Cache  # noqa: E402
 from distrokit.oci.image import ImageConfigBlob, Platform  # noqa: E402
@@ -133,9 +133,7 @@ def main() -> int:
     print(f"{'skopeo':<10} {skopeo_m:>9.2f} {result['skopeo_mb_per_s']:>8.1f}")
     print(f"image {size / 1e6:.0f} MB in {args.layers} layers; time ratio {ours_m / skopeo_m:.2f}")
     print("target (<= 1.25x skopeo's time): " + ("met" if result["target_met"] else "NOT met"))
-    out = ROOT / "benchmarks" / "results" / "pull.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result("pull", result)
     return 0
 
 

@@ -16,7 +16,6 @@ Prints a table with MiB/s and the ratio to curl, and writes benchmarks/results/v
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -33,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "tool" / "vsphere"))
 
 from vcsim_env import make_iso, running_vcsim  # noqa: E402
 
+from benchlib import write_result  # noqa: E402
 from distrokit.push import vcenter  # noqa: E402
 from distrokit.push.vsphere import Session, Target  # noqa: E402
 
@@ -114,10 +114,7 @@ def main() -> int:
     print(f"{'case':58} {'median s':>9} {'MiB/s':>8} {'x curl':>7}")
     for r in results:
         print(f"{r['case']:58} {r['median_s']:9.3f} {r['mib_per_s']:8.1f} {r['time_vs_curl']:7.2f}")
-    out = ROOT / "benchmarks" / "results" / "vsphere_upload.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("vsphere_upload", report)
     return 0
 
 
