@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "serve",
     "pkg",
     "cache",
+    "vm",
 )
 
 log = logging.getLogger("distrokit")

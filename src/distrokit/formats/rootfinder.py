@@ -322,15 +322,22 @@ def rootfinder_initrd(
     *,
     epoch: int,
     modules: Iterable[str] = ROOT_MODULES,
+    init: str = INIT,
+    programs: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The gzip'd newc initramfs that finds and mounts the root medium (see module docstring)."""
+    """The gzip'd newc initramfs that finds and mounts the root medium (see module docstring).
+
+    `init` replaces the root finder's script and `programs` adds scripts (path -> text): the
+    VM init (`distrokit.vm`) is the same busybox and modules with its own /init."""
     cpio = _Newc(epoch=epoch)
     for d in _EPOCH_DIRS:
         cpio.entry(d, 0o040755)
     cpio.entry("lib/modules", 0o040755)
     _add_modules(cpio, rootfs, modules)
     cpio.entry("bin/busybox", 0o100755, BUSYBOX.read_bytes())
-    cpio.entry("init", 0o100755, INIT.encode())
+    cpio.entry("init", 0o100755, init.encode())
+    for name, text in sorted((programs or {}).items()):
+        cpio.entry(name.lstrip("/"), 0o100755, text.encode())
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)
 
 

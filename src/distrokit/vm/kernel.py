@@ -1,0 +1,135 @@
+"""Kernels for VMs: any OCI image carrying ``/kernel`` (+ ``/kernel.tar`` of modules, LinuxKit
+and distrokit's pkg/kernel) or ``/boot/vmlinux`` (+ ``/lib/modules``, Ignite's kernel images).
+
+Imported once per image digest into ``kernels/<digest>/``: ``kernel`` (the binary as found),
+``modules.tar`` (only when the modules were loose files in the image) and ``initrd.img``, the VM
+init (`distrokit.vm.guest`) with the modules it needs in dependency order, computed here and
+not at boot. ``info.json`` names the image.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from distrokit.errors import BuildError
+from distrokit.formats.rootfinder import rootfinder_initrd
+from distrokit.oci.flatten import flatten
+from distrokit.oci.image import CachedImage
+from distrokit.tarstream import TarWriter
+from distrokit.vm import guest
+from distrokit.vm.store import Store, VmError
+
+KERNEL_NAMES = ("kernel", "boot/vmlinux", "boot/vmlinuz")
+MODULES_TAR = "kernel.tar"
+
+
+@dataclass(frozen=True)
+class VmKernel:
+    """An imported kernel."""
+
+    directory: Path
+    reference: str
+    digest: str
+
+    @property
+    def kernel(self) -> Path:
+        return self.directory / "kernel"
+
+    @property
+    def initrd(self) -> Path:
+        return self.directory / "initrd.img"
+
+
+def kernel_dir(store: Store, digest: str) -> Path:
+    """Where the kernel of image `digest` is kept."""
+    return store.kernels / digest.removeprefix("sha256:")
+
+
+def _copy_out(image: CachedImage, work: Path) -> tuple[Path | None, Path]:
+    """The kernel binary and a module tar from the flattened image (one pass)."""
+    binary: Path | None = None
+    modules: Path | None = None
+    loose = work / "modules.tar"
+    with loose.open("wb") as out, TarWriter(out) as writer:
+        entries = flatten(len(image.layers), lambda i: image.open_layer(image.layers[i]))
+        with closing(entries):
+            for entry in entries:
+                name = entry.info.name
+                if entry.info.isreg() and name in KERNEL_NAMES and binary is None:
+                    binary = work / "kernel"
+                    assert entry.data is not None
+                    with binary.open("wb") as f:
+                        shutil.copyfileobj(entry.data, f, 1 << 20)
+                elif entry.info.isreg() and name == MODULES_TAR:
+                    modules = work / MODULES_TAR
+                    assert entry.data is not None
+                    with modules.open("wb") as f:
+                        shutil.copyfileobj(entry.data, f, 1 << 20)
+                elif name.startswith(("lib/modules/", "usr/lib/modules/")):
+                    if name.startswith("usr/"):
+                        entry.info.name = name.removeprefix("usr/")
+                    writer.write(entry)
+    return binary, modules or loose
+
+
+def import_kernel(store: Store, image: CachedImage) -> VmKernel:
+    """The kernel of `image`, imported once (kernel binary + the VM init's initramfs)."""
+    directory = kernel_dir(store, image.digest)
+    found = VmKernel(directory, image.reference, image.digest)
+    if (directory / "info.json").is_file():
+        return found
+    store.kernels.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=store.kernels, prefix=".import-"))
+    try:
+        binary, modules = _copy_out(image, work)
+        if binary is None:
+            raise VmError(
+                f"image {image.reference} carries no kernel",
+                hint="a kernel image has /kernel (+ /kernel.tar) or /boot/vmlinux",
+            )
+        try:
+            initrd = rootfinder_initrd(
+                modules,
+                epoch=0,
+                modules=guest.VM_MODULES,
+                init=guest.init_script(),
+                programs={"bin/dk-exec": guest.EXEC},
+            )
+        except BuildError as err:
+            raise VmError(f"kernel image {image.reference}: {err.message}", hint=err.hint) from err
+        (work / "initrd.img").write_bytes(initrd)
+        for leftover in ("modules.tar", MODULES_TAR):
+            (work / leftover).unlink(missing_ok=True)
+        info = {"reference": image.reference, "digest": image.digest, "imported": time.time()}
+        (work / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            work.rename(directory)
+        except OSError:
+            if not (directory / "info.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return found
+
+
+def list_kernels(store: Store) -> list[dict[str, object]]:
+    """Every imported kernel's info.json, oldest first."""
+    out = []
+    if store.kernels.is_dir():
+        for d in store.kernels.iterdir():
+            try:
+                out.append(json.loads((d / "info.json").read_text()))
+            except (OSError, ValueError):
+                continue
+    return sorted(out, key=lambda i: float(str(i.get("imported", 0))))
+
+
+def remove_kernel(store: Store, digest: str) -> None:
+    """Delete the imported kernel of image `digest`."""
+    shutil.rmtree(kernel_dir(store, digest), ignore_errors=True)
