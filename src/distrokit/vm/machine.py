@@ -182,26 +182,40 @@ def exit_status(state_dir: Path) -> int | None:
     return int(text) if text.lstrip("-").isdigit() else None
 
 
+def _alive(pid: int) -> bool:
+    # QEMU removes its pid file before it has exited; the disk is free only once it is gone.
+    try:
+        return b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+    except OSError:
+        return False
+
+
 def wait_stopped(state_dir: Path, timeout: float) -> bool:
-    """Wait until QEMU is gone; whether it went within `timeout` seconds."""
+    """Wait until QEMU is gone (its process, not just its pid file); whether it went within
+    `timeout` seconds."""
+    pid = state.running_pid(state_dir)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if state.running_pid(state_dir) is None:
-            return True
-        time.sleep(0.1)
-    return state.running_pid(state_dir) is None
+    while pid is not None and _alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def kill(state_dir: Path) -> None:
-    """Stop QEMU now: QMP ``quit``, else SIGKILL to its pid."""
+    """Stop QEMU now: QMP ``quit``, else SIGKILL to its pid; returns once it is gone."""
     pid = state.running_pid(state_dir)
     if pid is None:
         return
     with contextlib.suppress(RunError):
         qmp(state_dir, "quit", timeout=2.0)
-    if not wait_stopped(state_dir, 5):
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
         os.kill(pid, signal.SIGKILL)
-        wait_stopped(state_dir, 5)
+        while _alive(pid):
+            time.sleep(0.05)
 
 
 # -- the guest agent ---------------------------------------------------------------------------
