@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from distrokit.cli.registry_flags import positive_seconds, timeout_flag
+from distrokit.cli.registry_flags import registry_flags as _registry_flags
+from distrokit.cli.registry_flags import registry_options as _registry_options
 from distrokit.config.load import load_config
 from distrokit.config.model import Config
 from distrokit.errors import CacheError, DistrokitError, RegistryError, UsageError
 from distrokit.oci.cache import Cache, check_cache_dir, default_cache_dir
-from distrokit.oci.endpoints import RegistryOptions, parse_mirrors
+from distrokit.oci.endpoints import RegistryOptions
 from distrokit.oci.image import INDEX_TYPES, Platform, host_platform
 from distrokit.oci.layout import EXPORT_FORMATS, export_image, import_layout
 from distrokit.oci.pull import Progress, PullOptions, pull
@@ -29,28 +30,6 @@ from distrokit.oci.push import PushOptions, push
 from distrokit.oci.registry import RegistryClient
 from distrokit.packages.tag import show_tag
 from distrokit.reference import parse_reference
-
-
-def _registry_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--mirror",
-        action="append",
-        default=[],
-        metavar="[REGISTRY=]URL",
-        help="registry mirror (repeatable; also LINUXKIT_MIRROR)",
-    )
-    p.add_argument(
-        "--insecure-registry",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help="allow plain http / unverified TLS for this registry (repeatable)",
-    )
-    p.add_argument(
-        "--cert-file", action="append", default=[], type=Path, help="extra CA certificate file"
-    )
-    p.add_argument("--parallel", type=int, default=4, help="parallel blob transfers (default 4)")
-    timeout_flag(p)
 
 
 def _cache_flag(p: argparse.ArgumentParser, default: object = argparse.SUPPRESS) -> None:
@@ -146,21 +125,6 @@ def _register_remote(sub: Any) -> None:
 
 def _open_cache(args: argparse.Namespace) -> Cache:
     return Cache(args.cache or default_cache_dir())
-
-
-def _registry_options(args: argparse.Namespace) -> dict[str, Any]:
-    env = os.environ.get("LINUXKIT_MIRROR", "")
-    # The command line wins over the environment, as in LinuxKit.
-    specs = args.mirror or [s for s in env.replace(",", " ").split() if s]
-    if args.parallel < 1:
-        raise UsageError("--parallel must be at least 1")
-    return {
-        "timeout": positive_seconds(args),
-        "mirrors": parse_mirrors(specs),
-        "insecure_registries": frozenset(args.insecure_registry),
-        "cert_files": tuple(args.cert_file),
-        "max_parallel": args.parallel,
-    }
 
 
 def _human(size: int) -> str:

@@ -16,18 +16,20 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from distrokit.cli.cache import _registry_flags, _registry_options
+from distrokit.cli.registry_flags import registry_flags, registry_options
 from distrokit.errors import UsageError
-from distrokit.formats.disk import parse_size_mib
 from distrokit.host import Host
-from distrokit.oci.cache import Cache, default_cache_dir
-from distrokit.oci.image import CachedImage, host_platform
-from distrokit.oci.pull import PullOptions, pull
-from distrokit.vm import kernel as vmkernel
-from distrokit.vm import machine, manager, rootfs
+from distrokit.vm import machine
 from distrokit.vm.store import Store, VmConfig, VmError
+
+if TYPE_CHECKING:
+    from distrokit.oci.image import CachedImage
+    from distrokit.vm.manager import CreateRequest
+
+# The image, disk and kernel code is imported by the commands that use it: `vm run` is timed
+# from the command to the workload's output, and `ps` should not pay for the image machinery.
 
 
 def register(subparsers: Any) -> None:
@@ -96,7 +98,7 @@ def _register_images(sub: Any) -> None:
 
 def _cache_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", type=Path, help="image cache (default LinuxKit's)")
-    _registry_flags(p)
+    registry_flags(p)
 
 
 def _create_flags(p: argparse.ArgumentParser) -> None:
@@ -116,12 +118,29 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _pull(args: argparse.Namespace, ref: str) -> CachedImage:
+    """The image from the cache, pulled only when the cache lacks it."""
+    from distrokit.oci.cache import Cache, default_cache_dir
+    from distrokit.oci.image import host_platform
+
     cache = Cache(args.cache or default_cache_dir())
-    options = PullOptions(**_registry_options(args))
+    found = cache.find(ref, host_platform())
+    if found is not None:
+        return found
+    from distrokit.oci.pull import PullOptions, pull
+
+    options = PullOptions(**registry_options(args))
     return pull(cache, [ref], host_platform(), options=options)[0]
 
 
+def _size(text: str) -> int:
+    from distrokit.formats.disk import parse_size_mib
+
+    return parse_size_mib(text)
+
+
 def _kernel_ref(args: argparse.Namespace, store: Store) -> str:
+    from distrokit.vm import kernel as vmkernel
+
     if args.kernel_image:
         return str(args.kernel_image)
     known = vmkernel.list_kernels(store)
@@ -132,7 +151,9 @@ def _kernel_ref(args: argparse.Namespace, store: Store) -> str:
     return str(known[-1]["reference"])
 
 
-def _request(args: argparse.Namespace) -> manager.CreateRequest:
+def _request(args: argparse.Namespace) -> CreateRequest:
+    from distrokit.vm import manager
+
     for item in args.env:
         if "=" not in item:
             raise UsageError(f"invalid --env {item!r}", hint="use KEY=VALUE")
@@ -141,9 +162,9 @@ def _request(args: argparse.Namespace) -> manager.CreateRequest:
         command = command[1:] or None
     return manager.CreateRequest(
         name=args.name,
-        size_mb=parse_size_mib(args.size),
+        size_mb=_size(args.size),
         cpus=args.cpus,
-        memory_mb=parse_size_mib(args.memory),
+        memory_mb=_size(args.memory),
         command=command,
         entrypoint=(args.entrypoint,) if args.entrypoint else None,
         env=tuple(args.env),
@@ -153,6 +174,8 @@ def _request(args: argparse.Namespace) -> manager.CreateRequest:
 
 
 def _create(args: argparse.Namespace, store: Store, host: Host) -> VmConfig:
+    from distrokit.vm import manager
+
     request = _request(args)
     image = _pull(args, args.image)
     kernel = _pull(args, _kernel_ref(args, store))
@@ -167,6 +190,8 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from distrokit.vm import manager
+
     store, host = Store(), Host(debug=args.debug)
     config = _create(args, store, host)
     with store.locked(config.id):
@@ -229,6 +254,8 @@ def _attach(directory: Path) -> None:
 
 
 def _cmd_start(args: argparse.Namespace) -> int:
+    from distrokit.vm import manager
+
     store, host = Store(), Host(debug=args.debug)
     for what in args.vms:
         config = store.find(what)
@@ -285,6 +312,8 @@ def _cmd_attach(args: argparse.Namespace) -> int:
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
+    from distrokit.vm import manager
+
     store = Store()
     config = store.find(args.vm)
     argv = tuple(args.argv[1:] if args.argv[:1] == ["--"] else args.argv)
@@ -299,6 +328,8 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _cmd_stop(args: argparse.Namespace) -> int:
+    from distrokit.vm import manager
+
     store = Store()
     for what in args.vms:
         config = store.find(what)
@@ -319,6 +350,8 @@ def _cmd_kill(args: argparse.Namespace) -> int:
 
 
 def _cmd_rm(args: argparse.Namespace) -> int:
+    from distrokit.vm import manager
+
     store = Store()
     for what in args.vms:
         config = store.find(what)
@@ -329,6 +362,8 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
+    from distrokit.vm import manager
+
     store = Store()
     config = store.find(args.vm)
     print(json.dumps(manager.inspect(store, config), indent=2))
@@ -336,6 +371,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_image_ls(args: argparse.Namespace) -> int:
+    from distrokit.vm import rootfs
+
     print(f"{'DIGEST':<20}{'SIZES':<16}{'USED':>10}  REFERENCE")
     for info in rootfs.list_images(Store()):
         sizes = ",".join(f"{s}M" for s in info["sizes_mb"])
@@ -345,10 +382,12 @@ def _cmd_image_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_image_import(args: argparse.Namespace) -> int:
+    from distrokit.vm import rootfs
+
     store, host = Store(), Host(debug=args.debug)
     for ref in args.refs:
         image = _pull(args, ref)
-        rootfs.import_image(host, store, image, parse_size_mib(args.size))
+        rootfs.import_image(host, store, image, _size(args.size))
         print(image.digest)
     return 0
 
@@ -366,6 +405,8 @@ def _match(known: list[dict[str, Any]], what: str) -> dict[str, Any]:
 
 
 def _cmd_image_rm(args: argparse.Namespace) -> int:
+    from distrokit.vm import rootfs
+
     store = Store()
     for what in args.refs:
         info = _match(rootfs.list_images(store), what)
@@ -378,6 +419,8 @@ def _cmd_image_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel_ls(args: argparse.Namespace) -> int:
+    from distrokit.vm import kernel as vmkernel
+
     print(f"{'DIGEST':<20}REFERENCE")
     for info in vmkernel.list_kernels(Store()):
         print(f"{str(info['digest'])[7:19]:<20}{info['reference']}")
@@ -385,6 +428,8 @@ def _cmd_kernel_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel_import(args: argparse.Namespace) -> int:
+    from distrokit.vm import kernel as vmkernel
+
     store = Store()
     for ref in args.refs:
         image = _pull(args, ref)
@@ -394,6 +439,8 @@ def _cmd_kernel_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_kernel_rm(args: argparse.Namespace) -> int:
+    from distrokit.vm import kernel as vmkernel
+
     store = Store()
     for what in args.refs:
         info = _match(vmkernel.list_kernels(store), what)

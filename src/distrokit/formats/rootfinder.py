@@ -324,11 +324,13 @@ def rootfinder_initrd(
     modules: Iterable[str] = ROOT_MODULES,
     init: str = INIT,
     programs: Mapping[str, str] | None = None,
+    compress: bool = True,
 ) -> bytes:
     """The gzip'd newc initramfs that finds and mounts the root medium (see module docstring).
 
     `init` replaces the root finder's script and `programs` adds scripts (path -> text): the
-    VM init (`distrokit.vm`) is the same busybox and modules with its own /init."""
+    VM init (`distrokit.vm`) is the same busybox and modules with its own /init, uncompressed
+    (`compress` off: inflating under TCG costs more than loading a few more MiB)."""
     cpio = _Newc(epoch=epoch)
     for d in _EPOCH_DIRS:
         cpio.entry(d, 0o040755)
@@ -338,6 +340,8 @@ def rootfinder_initrd(
     cpio.entry("init", 0o100755, init.encode())
     for name, text in sorted((programs or {}).items()):
         cpio.entry(name.lstrip("/"), 0o100755, text.encode())
+    if not compress:
+        return cpio.finish()
     return gzip.compress(cpio.finish(), compresslevel=9, mtime=0)
 
 

@@ -100,6 +100,7 @@ def import_kernel(store: Store, image: CachedImage) -> VmKernel:
                 modules=guest.VM_MODULES,
                 init=guest.init_script(),
                 programs={"bin/dk-exec": guest.EXEC},
+                compress=False,
             )
         except BuildError as err:
             raise VmError(f"kernel image {image.reference}: {err.message}", hint=err.hint) from err

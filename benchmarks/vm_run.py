@@ -1,0 +1,158 @@
+"""Start time of `distrokit vm run`: from the command to the workload's first output line.
+
+Three cases, each the median of N runs:
+
+- ``kernel to /init``: ``distrokit run qemu`` of the same kernel (pkg/kernel, booted the same
+  way: microvm + PVH) with a busybox initramfs whose /init prints a marker at once: the
+  kernel's own boot time, the floor for any VM.
+- ``vm run, cold``: a fresh data directory each run, the kernel imported beforehand (``vm
+  kernel import``), so the image has never been used: flatten, mkfs.ext4, overlay, boot.
+- ``vm run, warm``: the image already imported; each run creates and boots a new VM.
+
+The workload is ``sh -c 'echo MARKER'`` in a busybox image made here from the host's
+busybox-static. The kernel and image live in the boot tests' image cache (built once by the
+package builder). Prints a table and writes benchmarks/results/vm_run.json.
+
+    .venv/bin/python benchmarks/vm_run.py [--runs 5] [--accel auto|tcg|kvm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from buildfix import PLATFORM, F, write_layer  # noqa: E402
+from guest import MARKER, make_guest, start  # noqa: E402
+from hosts_systems import build_images, image_cache  # noqa: E402
+
+from benchlib import write_result  # noqa: E402
+from distrokit.oci.cache import Cache  # noqa: E402
+from distrokit.oci.image import ImageConfigBlob  # noqa: E402
+
+VM_MARKER = "distrokit-vm-workload-up"
+IMAGE = "distrokit-bench/vm-busybox:1"
+
+
+def add_image(work: Path) -> None:
+    """The busybox image, written into the boot tests' image cache."""
+    layer = [
+        F("bin", "dir"),
+        F("bin/busybox", data=Path("/bin/busybox").read_bytes(), mode=0o755),
+        F("bin/sh", "symlink", target="busybox"),
+        F("etc", "dir"),
+        F("tmp", "dir", mode=0o1777),
+    ]
+    path = write_layer(work / "layer.tar", layer)
+    config = ImageConfigBlob(cmd=("sh",), env=("PATH=/bin",))
+    Cache(image_cache()).add_image(IMAGE, [path], config, PLATFORM)
+
+
+def time_to_line(argv: list[str], marker: str, env: dict[str, str]) -> float:
+    """Seconds from starting `argv` to the first output line holding `marker` (then waits)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    found = None
+    for line in proc.stdout:
+        if marker.encode() in line and found is None:
+            found = time.monotonic() - started
+    code = proc.wait(timeout=300)
+    if found is None:
+        raise SystemExit(f"{' '.join(argv)}: no {marker!r} (status {code})")
+    return found
+
+
+def kernel_boot(kernel: Path, work: Path, accel: str) -> float:
+    prefix = make_guest(work, "floor", modules=())
+    shutil.copyfile(kernel, f"{prefix}-kernel")
+    boot = start("--accel", accel, "--mem", "512", "--networking", "none", prefix)
+    try:
+        seconds = boot.wait_for(MARKER, 300)
+        boot.finish(120)
+    finally:
+        boot.stop()
+    return seconds
+
+
+def vm_argv(kernel_ref: str, accel: str) -> list[str]:
+    dk = [sys.executable, "-m", "distrokit", "vm"]
+    flags = ["--cache", str(image_cache()), "-k", kernel_ref, "--accel", accel]
+    return [*dk, "run", *flags, IMAGE, "sh", "-c", f"echo {VM_MARKER}"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
+    args = parser.parse_args()
+    kernel_ref = build_images(["kernel"])["kernel"]
+    dk = [sys.executable, "-m", "distrokit", "vm"]
+    cases: dict[str, list[float]] = {"kernel to /init": [], "vm run, cold": [], "vm run, warm": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        add_image(work)
+        warm_home = work / "warm"
+        env = {**os.environ, "DISTROKIT_VM_HOME": str(warm_home)}
+        cache = ["--cache", str(image_cache())]
+        subprocess.run([*dk, "kernel", "import", *cache, kernel_ref], env=env, check=True)
+        kernel = next((warm_home / "kernels").glob("*/kernel"))
+        kernel_boot(kernel, work, args.accel)  # warm-up: PVH extraction, accelerator probe
+        subprocess.run([*dk, "image", "import", *cache, IMAGE], env=env, check=True)
+        for i in range(args.runs):
+            cases["kernel to /init"].append(kernel_boot(kernel, work, args.accel))
+            cases["vm run, warm"].append(
+                time_to_line(vm_argv(kernel_ref, args.accel), VM_MARKER, env)
+            )
+            cold_home = work / f"cold{i}"
+            cold = {**os.environ, "DISTROKIT_VM_HOME": str(cold_home)}
+            subprocess.run([*dk, "kernel", "import", *cache, kernel_ref], env=cold, check=True)
+            cases["vm run, cold"].append(
+                time_to_line(vm_argv(kernel_ref, args.accel), VM_MARKER, cold)
+            )
+            shutil.rmtree(cold_home)
+        subprocess.run([*dk, "rm", "-f", *subprocess.run(
+            [*dk, "ps", "-aq"], env=env, capture_output=True, text=True, check=True
+        ).stdout.split()], env=env, check=False, capture_output=True)  # fmt: skip
+    floor = statistics.median(cases["kernel to /init"])
+    rows = []
+    print(f"{'case':<20}{'median s':>10}{'vs kernel s':>13}  runs")
+    for name, runs in cases.items():
+        median = statistics.median(runs)
+        rows.append(
+            {
+                "case": name,
+                "median_s": round(median, 3),
+                "over_kernel_s": round(median - floor, 3),
+                "runs_s": [round(r, 3) for r in runs],
+            }
+        )
+        listed = ", ".join(f"{r:.2f}" for r in runs)
+        print(f"{name:<20}{median:>10.3f}{median - floor:>+13.3f}  {listed}")
+    qemu = subprocess.run(
+        ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()[:1]
+    report = {
+        "benchmark": "vm_run",
+        "accel": args.accel,
+        "runs": args.runs,
+        "host": {"machine": platform.machine(), "kernel": platform.release(), "qemu": qemu},
+        "kernel_image": kernel_ref,
+        "results": rows,
+    }
+    write_result("vm_run", report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
