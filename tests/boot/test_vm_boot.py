@@ -23,7 +23,7 @@ from types import MappingProxyType
 import pytest
 import requests
 from buildfix import PLATFORM, F, write_layer
-from hosts_systems import build_images, image_cache
+from hosts_systems import Ssh, build_images, image_cache, keypair
 from hosttools import require_tools
 from minimal_system import free_port
 
@@ -42,6 +42,7 @@ class Env:
     user_image: str  # User nobody, WorkingDir /tmp, Env GREETING
     own_init: str  # /sbin/init is busybox init with an inittab
     nginx: str
+    sshd: str
 
     def run(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
         """`distrokit vm ARGS` with this module's data directory and image cache."""
@@ -92,7 +93,7 @@ def _add(cache: Cache, work: Path, ref: str, layer: list[F], config: ImageConfig
 @pytest.fixture(scope="module")
 def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     require_tools("qemu-system-x86_64", "qemu-img", "mkfs.ext4", "busybox")
-    refs = build_images(["kernel", "nginx"])
+    refs = build_images(["kernel", "nginx", "sshd"])
     work = tmp_path_factory.mktemp("vm-images")
     cache = Cache(image_cache())
     inittab = (
@@ -124,6 +125,7 @@ def vm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             ImageConfigBlob(env=("PATH=/bin",)),
         ),
         nginx=refs["nginx"],
+        sshd=refs["sshd"],
     )  # fmt: skip
     try:
         yield env
@@ -251,6 +253,16 @@ def test_nginx_answers_on_a_published_port(vm: Env) -> None:
             break
     assert "Welcome to nginx on distrokit" in body, vm.ok("logs", "web")
     vm.ok("rm", "-f", "web")
+
+
+def test_ssh_key_is_injected_and_port_22_published(vm: Env, tmp_path: Path) -> None:
+    key = keypair(tmp_path, "vmkey")
+    sshd = vm.cached(vm.sshd)
+    vm.ok("run", "-d", "--name", "sshd", f"--ssh={key}.pub", *sshd, "/usr/bin/start-sshd")
+    port = json.loads(vm.ok("inspect", "sshd"))["ssh_port"]
+    assert f"{port}:22" in json.loads(vm.ok("inspect", "sshd"))["publish"]
+    assert Ssh(port, key).wait("hostname", TIMEOUT).strip() == "sshd"
+    vm.ok("rm", "-f", "sshd")
 
 
 def test_an_image_with_its_own_init_boots_it(vm: Env) -> None:

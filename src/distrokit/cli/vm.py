@@ -113,6 +113,14 @@ def _create_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
     p.add_argument("-p", "--publish", action="append", default=[], metavar="HOST:GUEST")
     p.add_argument("--copy-files", action="append", default=[], metavar="SRC:DST")
+    p.add_argument(
+        "--ssh",
+        nargs="?",
+        const="",
+        metavar="PUBKEY",
+        help="authorize this public key (or a generated one) for root and publish port 22 "
+        "on a free host port (the image must run sshd)",
+    )
     p.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
     _cache_flags(p)
 
@@ -157,6 +165,10 @@ def _request(args: argparse.Namespace) -> CreateRequest:
     for item in args.env:
         if "=" not in item:
             raise UsageError(f"invalid --env {item!r}", hint="use KEY=VALUE")
+    if args.ssh and not Path(args.ssh).is_file():
+        # `--ssh IMAGE CMD`: argparse gave the image to --ssh (Ignite's form is --ssh=KEY)
+        args.command = [args.image, *args.command]
+        args.image, args.ssh = args.ssh, ""
     command = tuple(args.command) if args.command else None
     if command and command[0] == "--":
         command = command[1:] or None
@@ -170,6 +182,7 @@ def _request(args: argparse.Namespace) -> CreateRequest:
         env=tuple(args.env),
         publish=tuple(args.publish),
         copy_files=tuple(args.copy_files),
+        ssh=args.ssh,
     )
 
 

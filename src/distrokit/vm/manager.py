@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,6 +37,37 @@ class CreateRequest:
     env: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()
     copy_files: tuple[str, ...] = ()
+    ssh: str | None = None  # None: no SSH; "": generate a key pair; else a public key file
+
+
+SSH_KEY = "id_ed25519"  # a generated key pair, in the VM's state directory
+AUTHORIZED_KEYS = "authorized_keys"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for --ssh)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ssh_files(host: Host, directory: Path, ssh: str) -> str:
+    """The VM's authorized_keys (from the given public key, or a key pair made here) as a
+    --copy-files spec."""
+    if ssh:
+        key = Path(ssh)
+        if not key.is_file():
+            raise VmError(f"--ssh public key {ssh} does not exist")
+        text = key.read_text()
+    else:
+        private = directory / SSH_KEY
+        host.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", directory.name,
+                  "-f", str(private)])  # fmt: skip
+        text = (directory / f"{SSH_KEY}.pub").read_text()
+    keys = directory / AUTHORIZED_KEYS
+    keys.write_text(text if text.endswith("\n") else text + "\n")
+    keys.chmod(0o600)
+    return f"{keys}:/root/.ssh/authorized_keys"
 
 
 def parse_copy(spec: str) -> tuple[Path, str]:
@@ -61,10 +93,14 @@ def create(
         parse_publish(spec)
     for spec in request.copy_files:
         parse_copy(spec)
+    if request.ssh and not Path(request.ssh).is_file():
+        raise VmError(f"--ssh public key {request.ssh} does not exist")
     if request.size_mb < 16:
         raise VmError(f"--size {request.size_mb}M is too small", hint="give at least 16M")
     import_kernel(store, kernel_image)
     base = rootfs.import_image(host, store, image, request.size_mb)
+    ssh_port = free_port() if request.ssh is not None else None
+    publish = request.publish + ((f"{ssh_port}:22",) if ssh_port else ())
     config = VmConfig(
         id=store.new_id(),
         name=store.new_name(request.name),
@@ -78,12 +114,17 @@ def create(
         command=request.command,
         entrypoint=request.entrypoint,
         env=request.env,
-        publish=request.publish,
+        publish=publish,
         copy_files=request.copy_files,
+        ssh_port=ssh_port,
         created=time.time(),
     )
     directory = store.create_dir(config)
     try:
+        if request.ssh is not None:
+            spec = _ssh_files(host, directory, request.ssh)
+            config = replace(config, copy_files=(*config.copy_files, spec))
+            store.save(config)
         rootfs.create_overlay(host, base, directory / machine.OVERLAY)
     except BaseException:
         store.remove_dir(config.id)
