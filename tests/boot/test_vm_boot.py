@@ -170,6 +170,18 @@ def test_run_returns_the_workload_status_with_env_user_and_workdir(vm: Env, tmp_
     assert "got copied-in" in proc.stdout
 
 
+def test_interactive_run_feeds_stdin_to_the_console(vm: Env) -> None:
+    argv = [sys.executable, "-m", "distrokit", "vm", "run", "-i", *vm.cached(vm.busybox), "sh"]
+    proc = subprocess.run(
+        argv,
+        input="echo answer-$((6*7))\nexit 4\n",
+        env={**os.environ, "DISTROKIT_VM_HOME": str(vm.home)},
+        capture_output=True, text=True, timeout=TIMEOUT, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 4, proc.stderr
+    assert "answer-42" in proc.stdout
+
+
 def test_second_vm_shares_the_base_disk(vm: Env) -> None:
     first = vm.vm_dir("status")
     base = json.loads(vm.ok("inspect", "status"))["image_digest"].removeprefix("sha256:")

@@ -183,6 +183,7 @@ def _request(args: argparse.Namespace) -> CreateRequest:
         publish=tuple(args.publish),
         copy_files=tuple(args.copy_files),
         ssh=args.ssh,
+        interactive=bool(getattr(args, "interactive", False)),
     )
 
 
@@ -247,7 +248,13 @@ def _attach(directory: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(directory / machine.CONSOLE_SOCK))
         stdin = sys.stdin.fileno()
-        watch = [s, stdin]
+        watch: list[Any] = [s]
+        deadline = time.monotonic() + 120
+        while not machine.guest_up(directory) and time.monotonic() < deadline:
+            if machine.status(directory) == "stopped":
+                break
+            time.sleep(0.05)
+        watch.append(stdin)
         while True:
             ready, _, _ = select.select(watch, [], [], 0.5)
             if s in ready:

@@ -11,7 +11,8 @@ the image's own init, or runs the workload (ENTRYPOINT + CMD with its Env, Worki
 chrooted into the image's root through the initramfs busybox (bind-mounted read-only at
 ``/.distrokit/busybox``, so images without a shell work). When the workload exits, its status is
 written to the virtio-serial port ``distrokit.status`` (a file on the host, which no console
-output can forge), the disk is unmounted and the VM powers off.
+output can forge; its first line ``up`` says the console is open), the disk is unmounted and
+the VM powers off.
 
 While the workload runs, an agent answers on the port ``distrokit.agent`` (a unix socket on the
 host): one request line ``EXEC <base64 script>`` gives ``OUT <base64>``, ``ERR <base64>`` and
@@ -82,6 +83,10 @@ while find_disks; [ -z "$root" ] || [ -z "$conf" ] || [ ! -b "$root" ] || [ ! -b
     i=$((i + 1)); [ "$i" -ge 1000 ] && die "disks not found"
     sleep 0.01
 done
+status=$(port_of @STATUS@)
+# "up": the console is open (vm run -i and attach send input only from now on, as bytes
+# sent earlier are lost in the serial port)
+[ -n "$status" ] && echo up >"$status"
 mkdir -p /run/dk
 tar -xf "$conf" -C /run/dk || die "cannot read the configuration disk"
 . /run/dk/config.sh
@@ -126,7 +131,10 @@ if [ -n "$DK_USER" ]; then
     case "$g" in "") g=$uid ;; *[!0-9]*) g=$(grep "^$g:" /root/etc/group | cut -d: -f3) ;; esac
     ids=$uid:$g
 fi
-eval "env -i $DK_ENV /bin/dk-exec \"\$DK_PATH\" \"\$DK_WORKDIR\" \"\$ids\" \"\$@\"" &
+# An asynchronous command's stdin is /dev/null unless redirected: -i gives it the console.
+in=/dev/null
+[ "$DK_STDIN" = console ] && in=/dev/console
+eval "env -i $DK_ENV /bin/dk-exec \"\$DK_PATH\" \"\$DK_WORKDIR\" \"\$ids\" \"\$@\"" <"$in" &
 wpid=$!
 agent() {
     port=$(port_of @AGENT@)
@@ -147,7 +155,6 @@ agent() {
 agent &
 wait "$wpid"
 rc=$?
-status=$(port_of @STATUS@)
 [ -n "$status" ] && echo "$rc" >"$status"
 sync
 for m in dev/shm dev/pts dev sys proc .distrokit/busybox; do umount "/root/$m" 2>/dev/null; done
@@ -210,6 +217,7 @@ class GuestConfig:
     user: str = ""
     path: str = DEFAULT_PATH  # the workload's PATH, to find its program
     copy: bool = False  # first start: copy the files into the root disk
+    console_stdin: bool = False  # -i: the workload reads the console (else /dev/null)
 
 
 def _quoted(words: Sequence[str]) -> str:
@@ -228,6 +236,7 @@ def config_sh(config: GuestConfig) -> str:
         "DK_PATH": config.path,
         "DK_USER": config.user,
         "DK_COPY": "1" if config.copy else "0",
+        "DK_STDIN": "console" if config.console_stdin else "null",
     }
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 

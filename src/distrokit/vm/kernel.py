@@ -2,14 +2,17 @@
 and distrokit's pkg/kernel) or ``/boot/vmlinux`` (+ ``/lib/modules``, Ignite's kernel images).
 
 Imported once per image digest into ``kernels/<digest>/``: ``kernel`` (the binary as found),
-``modules.tar`` (only when the modules were loose files in the image) and ``initrd.img``, the VM
-init (`distrokit.vm.guest`) with the modules it needs in dependency order, computed here and
-not at boot. ``info.json`` names the image.
+``modules.tar`` (the image's kernel.tar, or its loose /lib/modules) and
+``initrd-<version>.img``, the VM init (`distrokit.vm.guest`) with the modules it needs in
+dependency order, computed here and not at boot; a new version of the VM init (or of the host's
+busybox) builds a new one at the next start. ``info.json`` names the image.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distrokit.errors import BuildError
-from distrokit.formats.rootfinder import rootfinder_initrd
+from distrokit.formats.rootfinder import BUSYBOX, rootfinder_initrd
 from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage
 from distrokit.tarstream import TarWriter
@@ -42,8 +45,48 @@ class VmKernel:
         return self.directory / "kernel"
 
     @property
+    def modules(self) -> Path:
+        return self.directory / "modules.tar"
+
+    @property
     def initrd(self) -> Path:
-        return self.directory / "initrd.img"
+        """The VM init's initramfs for this kernel, named after the init's version."""
+        return self.directory / f"initrd-{init_version()}.img"
+
+    def ensure_initrd(self) -> Path:
+        """`initrd`, built now if this version of the VM init has not been built yet."""
+        if not self.initrd.is_file():
+            if not self.modules.is_file():
+                raise VmError(
+                    f"kernel {self.reference} in {self.directory} has no modules.tar",
+                    hint="remove it (vm kernel rm) and import it again",
+                )
+            try:
+                data = rootfinder_initrd(
+                    self.modules,
+                    epoch=0,
+                    modules=guest.VM_MODULES,
+                    init=guest.init_script(),
+                    programs={"bin/dk-exec": guest.EXEC},
+                    compress=False,
+                )
+            except BuildError as err:
+                raise VmError(f"kernel {self.reference}: {err.message}", hint=err.hint) from err
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".initrd-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            Path(tmp).replace(self.initrd)
+        return self.initrd
+
+
+def init_version() -> str:
+    """What the initramfs depends on besides the kernel: the VM init's scripts, its module
+    list and the host's busybox (a Debian update of busybox-static makes a new one)."""
+    h = hashlib.sha256()
+    for part in (guest.init_script(), guest.EXEC, " ".join(guest.VM_MODULES)):
+        h.update(part.encode() + b"\0")
+    h.update(BUSYBOX.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def kernel_dir(store: Store, digest: str) -> Path:
@@ -93,20 +136,9 @@ def import_kernel(store: Store, image: CachedImage) -> VmKernel:
                 f"image {image.reference} carries no kernel",
                 hint="a kernel image has /kernel (+ /kernel.tar) or /boot/vmlinux",
             )
-        try:
-            initrd = rootfinder_initrd(
-                modules,
-                epoch=0,
-                modules=guest.VM_MODULES,
-                init=guest.init_script(),
-                programs={"bin/dk-exec": guest.EXEC},
-                compress=False,
-            )
-        except BuildError as err:
-            raise VmError(f"kernel image {image.reference}: {err.message}", hint=err.hint) from err
-        (work / "initrd.img").write_bytes(initrd)
-        for leftover in ("modules.tar", MODULES_TAR):
-            (work / leftover).unlink(missing_ok=True)
+        if modules != work / "modules.tar":
+            modules.replace(work / "modules.tar")
+        VmKernel(work, image.reference, image.digest).ensure_initrd()
         info = {"reference": image.reference, "digest": image.digest, "imported": time.time()}
         (work / "info.json").write_text(json.dumps(info, indent=2) + "\n")
         try:

@@ -176,10 +176,19 @@ def status(state_dir: Path) -> str:
 def exit_status(state_dir: Path) -> int | None:
     """The workload's exit status the guest wrote, if it did."""
     try:
-        text = (state_dir / STATUS_FILE).read_text().strip()
+        lines = (state_dir / STATUS_FILE).read_text().split()
     except OSError:
         return None
-    return int(text) if text.lstrip("-").isdigit() else None
+    last = lines[-1] if lines else ""
+    return int(last) if last.lstrip("-").isdigit() else None
+
+
+def guest_up(state_dir: Path) -> bool:
+    """Whether the VM init has opened the console (its first status line)."""
+    try:
+        return (state_dir / STATUS_FILE).read_text().startswith("up")
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:

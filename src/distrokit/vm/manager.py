@@ -37,6 +37,7 @@ class CreateRequest:
     env: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()
     copy_files: tuple[str, ...] = ()
+    interactive: bool = False
     ssh: str | None = None  # None: no SSH; "": generate a key pair; else a public key file
 
 
@@ -117,6 +118,7 @@ def create(
         publish=publish,
         copy_files=request.copy_files,
         ssh_port=ssh_port,
+        interactive=request.interactive,
         created=time.time(),
     )
     directory = store.create_dir(config)
@@ -165,6 +167,7 @@ def guest_config(config: VmConfig, info: dict[str, Any], first: bool) -> guest.G
         user=str(info.get("user") or ""),
         path=path,
         copy=first,
+        console_stdin=config.interactive,
     )
 
 
@@ -182,7 +185,7 @@ def start(host: Host, store: Store, config: VmConfig, accel: str = "auto") -> Vm
     m = machine.Machine(
         state_dir=directory,
         kernel=kernel.kernel,
-        initrd=kernel.initrd,
+        initrd=kernel.ensure_initrd(),
         cpus=config.cpus,
         memory_mb=config.memory_mb,
         publish=tuple(parse_publish(p) for p in config.publish),

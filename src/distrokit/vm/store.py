@@ -70,6 +70,7 @@ class VmConfig:
     env: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()  # HOST:GUEST[/PROTO] as given
     copy_files: tuple[str, ...] = ()  # SRC:DST as given
+    interactive: bool = False  # -i: the workload's stdin is the console (attach writes to it)
     ssh_port: int | None = None  # --ssh: the host port forwarded to the guest's port 22
     created: float = 0.0
     started_once: bool = False
