@@ -15,6 +15,7 @@ import select
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,11 +277,17 @@ def _attach(directory: Path) -> None:
 def _cmd_start(args: argparse.Namespace) -> int:
     from distrokit.vm import manager
 
-    store, host = Store(), Host(debug=args.debug)
-    for what in args.vms:
+    host = Host(debug=args.debug)
+    return _each(args.vms, lambda store, c: manager.start(host, store, c, args.accel))
+
+
+def _each(names: list[str], action: Callable[[Store, VmConfig], object]) -> int:
+    """Run `action` on each named VM under its lock, printing its id."""
+    store = Store()
+    for what in names:
         config = store.find(what)
         with store.locked(config.id):
-            manager.start(host, store, config, args.accel)
+            action(store, config)
         print(config.id)
     return 0
 
@@ -350,35 +357,17 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 def _cmd_stop(args: argparse.Namespace) -> int:
     from distrokit.vm import manager
 
-    store = Store()
-    for what in args.vms:
-        config = store.find(what)
-        with store.locked(config.id):
-            manager.stop(store, config)
-        print(config.id)
-    return 0
+    return _each(args.vms, manager.stop)
 
 
 def _cmd_kill(args: argparse.Namespace) -> int:
-    store = Store()
-    for what in args.vms:
-        config = store.find(what)
-        with store.locked(config.id):
-            machine.kill(store.vm_dir(config.id))
-        print(config.id)
-    return 0
+    return _each(args.vms, lambda store, c: machine.kill(store.vm_dir(c.id)))
 
 
 def _cmd_rm(args: argparse.Namespace) -> int:
     from distrokit.vm import manager
 
-    store = Store()
-    for what in args.vms:
-        config = store.find(what)
-        with store.locked(config.id):
-            manager.remove(store, config, args.force)
-        print(config.id)
-    return 0
+    return _each(args.vms, lambda store, c: manager.remove(store, c, args.force))
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -412,11 +401,7 @@ def _cmd_image_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _users(store: Store, field: str, digest: str) -> list[str]:
-    return [c.name for c in store.all() if getattr(c, field) == digest]
-
-
-def _match(known: list[dict[str, Any]], what: str) -> dict[str, Any]:
+def _match(known: Sequence[Mapping[str, Any]], what: str) -> Mapping[str, Any]:
     for info in known:
         digest = str(info["digest"])
         if what in (info["reference"], digest) or digest.removeprefix("sha256:").startswith(what):
@@ -427,15 +412,7 @@ def _match(known: list[dict[str, Any]], what: str) -> dict[str, Any]:
 def _cmd_image_rm(args: argparse.Namespace) -> int:
     from distrokit.vm import rootfs
 
-    store = Store()
-    for what in args.refs:
-        info = _match(rootfs.list_images(store), what)
-        users = _users(store, "image_digest", str(info["digest"]))
-        if users:
-            raise VmError(f"image {info['reference']} is used by VMs: {', '.join(users)}")
-        rootfs.remove_image(store, str(info["digest"]))
-        print(info["digest"])
-    return 0
+    return _remove_imported(args.refs, "image", rootfs.list_images, rootfs.remove_image)
 
 
 def _cmd_kernel_ls(args: argparse.Namespace) -> int:
@@ -461,12 +438,23 @@ def _cmd_kernel_import(args: argparse.Namespace) -> int:
 def _cmd_kernel_rm(args: argparse.Namespace) -> int:
     from distrokit.vm import kernel as vmkernel
 
+    return _remove_imported(args.refs, "kernel", vmkernel.list_kernels, vmkernel.remove_kernel)
+
+
+def _remove_imported(
+    refs: list[str],
+    kind: str,
+    listing: Callable[[Store], Sequence[Mapping[str, Any]]],
+    remove: Callable[[Store, str], None],
+) -> int:
+    """``vm image rm`` / ``vm kernel rm``: refused while a VM uses it."""
     store = Store()
-    for what in args.refs:
-        info = _match(vmkernel.list_kernels(store), what)
-        users = _users(store, "kernel_digest", str(info["digest"]))
+    for what in refs:
+        info = _match(listing(store), what)
+        digest = str(info["digest"])
+        users = [c.name for c in store.all() if getattr(c, f"{kind}_digest") == digest]
         if users:
-            raise VmError(f"kernel {info['reference']} is used by VMs: {', '.join(users)}")
-        vmkernel.remove_kernel(store, str(info["digest"]))
-        print(info["digest"])
+            raise VmError(f"{kind} {info['reference']} is used by VMs: {', '.join(users)}")
+        remove(store, digest)
+        print(digest)
     return 0

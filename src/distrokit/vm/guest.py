@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from distrokit.formats.rootfinder import PRELUDE
+
 # Modules the VM init needs from a modular (Debian) kernel: virtio-mmio devices found through
 # ACPI, the disks, the network, the serial ports and the root file system.
 VM_MODULES = (
@@ -51,14 +53,7 @@ DNS = "10.0.2.3"
 
 INIT = r"""#!/bin/busybox sh
 # distrokit VM init: modules, disks, network, then the image's init or its workload.
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t devtmpfs -o mode=0755 devtmpfs /dev
-exec 0</dev/console 1>/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-while read -r mod; do insmod "/lib/modules/$mod" 2>/dev/null; done </lib/modules/order
-die() {
+@PRELUDE@die() {
     echo "distrokit-vm: $*" >&2
     s=$(port_of @STATUS@); [ -n "$s" ] && echo 127 >"$s"
     poweroff -f
@@ -197,6 +192,7 @@ def init_script() -> str:
         "@DNS@": DNS,
         "@AGENT@": AGENT_PORT,
         "@STATUS@": STATUS_PORT,
+        "@PRELUDE@": PRELUDE,
     }
     text = INIT
     for key, value in values.items():
