@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from distrokit.cli.registry_flags import registry_flags, registry_options
 from distrokit.errors import UsageError
@@ -215,17 +215,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.detach:
         print(config.id)
         return 0
-    if args.interactive:
-        _attach(directory)
-    else:
-        _follow(directory / machine.CONSOLE_LOG, directory, from_start=True)
+    try:
+        if args.interactive:
+            _attach(directory)
+        else:
+            _follow(directory / machine.CONSOLE_LOG, directory, from_start=True)
+    except KeyboardInterrupt:
+        # like docker run: Ctrl-C ends the workload too (the VM is stopped, not left behind)
+        with store.locked(config.id):
+            manager.stop(store, config)
+        raise
     status = machine.exit_status(directory)
     return status if status is not None else 0
 
 
 def _follow(log: Path, directory: Path, *, from_start: bool) -> None:
     """Print `log` as it grows until the VM stops (then what is left)."""
-    out = sys.stdout.buffer
+    out: IO[bytes] | None = sys.stdout.buffer
     pos = 0 if from_start else (log.stat().st_size if log.exists() else 0)
     while True:
         running = machine.status(directory) != "stopped"
@@ -236,9 +242,13 @@ def _follow(log: Path, directory: Path, *, from_start: bool) -> None:
         except FileNotFoundError:
             chunk = b""
         if chunk:
-            out.write(chunk)
-            out.flush()
             pos += len(chunk)
+            try:
+                if out is not None:
+                    out.write(chunk)
+                    out.flush()
+            except BrokenPipeError:
+                out = None  # the reader went away (| head): wait for the status, silently
         if not running:
             return
         time.sleep(0.05)

@@ -65,19 +65,20 @@ MAX_MODULE_BYTES = 128 << 20
 _EPOCH_DIRS = ("bin", "dev", "lib", "medium", "mnt", "proc", "root", "rw", "sys")
 
 # The start of every initramfs /init made here (the root finder's, the VM init's): applet
-# links, /dev, the console, /proc, /sys, then the modules in the order written at build time.
+# links, /dev, the console, /proc, /sys. The modules to load are in lib/modules/order, in the
+# order written at build time.
 PRELUDE = r"""/bin/busybox --install -s /bin
 export PATH=/bin
 mount -t devtmpfs -o mode=0755 devtmpfs /dev
 exec 0</dev/console 1>/dev/console 2>&1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-while read -r mod; do insmod "/lib/modules/$mod" 2>/dev/null; done </lib/modules/order
 """
 
 INIT = r"""#!/bin/busybox sh
 # distrokit root finder: load the root medium's drivers, mount it, switch_root into it.
-@PRELUDE@root=; fstype=
+@PRELUDE@while read -r mod; do insmod "/lib/modules/$mod" 2>/dev/null; done </lib/modules/order
+root=; fstype=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
     root=*) root="${arg#root=}" ;;

@@ -53,7 +53,15 @@ DNS = "10.0.2.3"
 
 INIT = r"""#!/bin/busybox sh
 # distrokit VM init: modules, disks, network, then the image's init or its workload.
-@PRELUDE@die() {
+@PRELUDE@# One modprobe loads every module (a process per insmod costs under emulation): a
+# modules.dep listing them in the computed order, each without dependencies.
+rel=/lib/modules/$(uname -r)
+ln -s . "$rel"
+while read -r mod; do echo "$mod:"; done </lib/modules/order >"$rel/modules.dep"
+mods=
+while read -r mod; do m=${mod##*/}; mods="$mods ${m%.ko}"; done </lib/modules/order
+[ -z "$mods" ] || modprobe -a $mods
+die() {
     echo "distrokit-vm: $*" >&2
     s=$(port_of @STATUS@); [ -n "$s" ] && echo 127 >"$s"
     poweroff -f
