@@ -69,7 +69,8 @@ die() {
 find_disks() {
     for b in /sys/block/vd*; do
         [ -e "$b/serial" ] || continue
-        case "$(cat "$b/serial")" in
+        serial=; read -r serial <"$b/serial"  # (no newline at its end: read says 1)
+        case "$serial" in
         @ROOT@) root=/dev/${b##*/} ;;
         @CONFIG@) conf=/dev/${b##*/} ;;
         esac
@@ -77,7 +78,8 @@ find_disks() {
 }
 port_of() {
     for p in /sys/class/virtio-ports/*; do
-        [ "$(cat "$p/name" 2>/dev/null)" = "$1" ] && echo "/dev/${p##*/}" && return
+        name=; read -r name <"$p/name" 2>/dev/null
+        [ "$name" = "$1" ] && echo "/dev/${p##*/}" && return
     done
 }
 i=0
@@ -167,7 +169,7 @@ poweroff -f
 
 # dk-exec PATH WORKDIR UID:GID PROG ARGS...: run PROG in the image's root with the environment
 # it was given. busybox prefers its own applets to programs named without a slash, so the
-# program is looked up in the image's PATH first (inside the chroot: symlinks resolve there).
+# program is looked up in the image's PATH first.
 EXEC = r"""#!/bin/busybox sh
 bb=/.distrokit/busybox
 path=$1; workdir=$2; ids=$3; shift 3
@@ -175,9 +177,13 @@ prog=$1; shift
 case "$prog" in
 */*) ;;
 *)  found=
-    for d in $(echo "$path" | /bin/tr : ' '); do
-        if /bin/chroot /root $bb test -x "$d/$prog"; then found=$d/$prog; break; fi
+    IFS=:
+    for d in $path; do
+        # the shell's own test: no process per directory (a symlink counts as found: an
+        # absolute one points into the image, not into this initramfs)
+        if [ -x "/root$d/$prog" ] || [ -L "/root$d/$prog" ]; then found=$d/$prog; break; fi
     done
+    unset IFS
     if [ -z "$found" ]; then echo "$prog: not found in PATH $path" >&2; exit 127; fi
     prog=$found ;;
 esac

@@ -12,6 +12,7 @@ of an image costs a few hundred KiB until it writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -103,9 +104,11 @@ def import_image(host: Host, store: Store, image: CachedImage, size_mb: int) -> 
             ]
         )
         disk.chmod(0o444)
-        disk.rename(base.disk)
         (work / IMAGE_INFO).write_text(json.dumps(info, indent=2) + "\n")
         (work / IMAGE_INFO).replace(info_path)
+        # never replace a base: overlays of VMs made meanwhile point at the one there
+        with contextlib.suppress(FileExistsError):
+            os.link(disk, base.disk)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return BaseImage(directory, size_mb, info)
