@@ -2,7 +2,8 @@
 and distrokit's pkg/kernel) or ``/boot/vmlinux`` (+ ``/lib/modules``, Ignite's kernel images).
 
 Imported once per image digest into ``kernels/<digest>/``: ``kernel`` (the binary as found),
-``modules.tar`` (the image's kernel.tar, or its loose /lib/modules) and
+``vmlinux`` (the PVH ELF extracted from a bzImage, what QEMU boots), ``modules.tar`` (the
+image's kernel.tar, or its loose /lib/modules) and
 ``initrd-<version>.img``, the VM init (`distrokit.vm.guest`) with the modules it needs in
 dependency order, computed here and not at boot; a new version of the VM init (or of the host's
 busybox) builds a new one at the next start. ``info.json`` names the image.
@@ -24,6 +25,7 @@ from distrokit.errors import BuildError
 from distrokit.formats.rootfinder import BUSYBOX, rootfinder_initrd
 from distrokit.oci.flatten import flatten
 from distrokit.oci.image import CachedImage
+from distrokit.runners import pvh
 from distrokit.tarstream import TarWriter
 from distrokit.vm import guest
 from distrokit.vm.store import Store, VmError
@@ -43,6 +45,13 @@ class VmKernel:
     @property
     def kernel(self) -> Path:
         return self.directory / "kernel"
+
+    @property
+    def boot_kernel(self) -> Path:
+        """What QEMU boots: the PVH ELF extracted at import when the kernel has one (the
+        runner then uses it as is, without hashing the bzImage at every start)."""
+        elf = self.directory / "vmlinux"
+        return elf if elf.is_file() else self.kernel
 
     @property
     def modules(self) -> Path:
@@ -75,6 +84,7 @@ class VmKernel:
             fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".initrd-")
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            Path(tmp).chmod(0o644)
             Path(tmp).replace(self.initrd)
         return self.initrd
 
@@ -139,6 +149,10 @@ def import_kernel(store: Store, image: CachedImage) -> VmKernel:
         if modules != work / "modules.tar":
             modules.replace(work / "modules.tar")
         VmKernel(work, image.reference, image.digest).ensure_initrd()
+        elf = pvh.pvh_kernel(binary, work / "pvh")
+        if elf is not None and elf != binary:
+            elf.replace(work / "vmlinux")
+        shutil.rmtree(work / "pvh", ignore_errors=True)
         info = {"reference": image.reference, "digest": image.digest, "imported": time.time()}
         (work / "info.json").write_text(json.dumps(info, indent=2) + "\n")
         try:
