@@ -9,7 +9,7 @@ Three cases, each the median of N runs:
   kernel import``), so the image has never been used: flatten, mkfs.ext4, overlay, boot.
 - ``vm run, warm``: the image already imported; each run creates and boots a new VM.
 
-The workload is ``sh -c 'echo MARKER'`` in a busybox image made here from the host's
+The workload prints a marker and the guest's uptime, in a busybox image made here from the host's
 busybox-static. The kernel and image live in the boot tests' image cache (built once by the
 package builder). Prints a table and writes benchmarks/results/vm_run.json.
 
@@ -58,22 +58,24 @@ def add_image(work: Path) -> None:
     Cache(image_cache()).add_image(IMAGE, [path], config, PLATFORM)
 
 
-def time_to_line(argv: list[str], marker: str, env: dict[str, str]) -> float:
-    """Seconds from starting `argv` to the first output line holding `marker` (then waits)."""
+def time_to_line(argv: list[str], marker: str, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds from starting `argv` to the first output line holding `marker`, and the guest's
+    uptime the line carries after the marker (then waits for the end)."""
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
-    found = None
+    found: tuple[float, float] | None = None
     for line in proc.stdout:
         if marker.encode() in line and found is None:
-            found = time.monotonic() - started
+            uptime = float(line.decode().split(marker, 1)[1].split()[0])
+            found = (time.monotonic() - started, uptime)
     code = proc.wait(timeout=300)
     if found is None:
         raise SystemExit(f"{' '.join(argv)}: no {marker!r} (status {code})")
     return found
 
 
-def kernel_boot(kernel: Path, work: Path, accel: str) -> float:
+def kernel_boot(kernel: Path, work: Path, accel: str) -> tuple[float, float]:
     prefix = make_guest(work, "floor", modules=())
     shutil.copyfile(kernel, f"{prefix}-kernel")
     boot = start("--accel", accel, "--mem", "512", "--networking", "none", prefix)
@@ -82,13 +84,16 @@ def kernel_boot(kernel: Path, work: Path, accel: str) -> float:
         boot.finish(120)
     finally:
         boot.stop()
-    return seconds
+    uptime = float(boot.text().split(MARKER, 1)[1].split()[0])
+    return seconds, uptime
 
 
 def vm_argv(kernel_ref: str, accel: str) -> list[str]:
     dk = [sys.executable, "-m", "distrokit", "vm"]
     flags = ["--cache", str(image_cache()), "-k", kernel_ref, "--accel", accel]
-    return [*dk, "run", *flags, IMAGE, "sh", "-c", f"echo {VM_MARKER}"]
+    # the first line: the marker and the guest's uptime when the workload runs
+    script = f"read up _ </proc/uptime; echo {VM_MARKER} $up"
+    return [*dk, "run", *flags, IMAGE, "sh", "-c", script]
 
 
 def main() -> int:
@@ -98,7 +103,11 @@ def main() -> int:
     args = parser.parse_args()
     kernel_ref = build_images(["kernel"])["kernel"]
     dk = [sys.executable, "-m", "distrokit", "vm"]
-    cases: dict[str, list[float]] = {"kernel to /init": [], "vm run, cold": [], "vm run, warm": []}
+    cases: dict[str, list[tuple[float, float]]] = {
+        "kernel to /init": [],
+        "vm run, cold": [],
+        "vm run, warm": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         add_image(work)
@@ -127,21 +136,26 @@ def main() -> int:
         subprocess.run([*dk, "rm", "-f", *subprocess.run(
             [*dk, "ps", "-aq"], env=env, capture_output=True, text=True, check=True
         ).stdout.split()], env=env, check=False, capture_output=True)  # fmt: skip
-    floor = statistics.median(cases["kernel to /init"])
+    floor = statistics.median(r[0] for r in cases["kernel to /init"])
+    floor_up = statistics.median(r[1] for r in cases["kernel to /init"])
     rows = []
-    print(f"{'case':<20}{'median s':>10}{'vs kernel s':>13}  runs")
+    print(f"{'case':<20}{'median s':>10}{'vs kernel s':>13}{'guest uptime':>14}  runs")
     for name, runs in cases.items():
-        median = statistics.median(runs)
+        median = statistics.median(r[0] for r in runs)
+        uptime = statistics.median(r[1] for r in runs)
         rows.append(
             {
                 "case": name,
                 "median_s": round(median, 3),
                 "over_kernel_s": round(median - floor, 3),
-                "runs_s": [round(r, 3) for r in runs],
+                # the guest's own clock at the line: how much of the difference is in the VM
+                "median_guest_uptime_s": round(uptime, 3),
+                "guest_over_kernel_s": round(uptime - floor_up, 3),
+                "runs_s": [round(r[0], 3) for r in runs],
             }
         )
-        listed = ", ".join(f"{r:.2f}" for r in runs)
-        print(f"{name:<20}{median:>10.3f}{median - floor:>+13.3f}  {listed}")
+        listed = ", ".join(f"{r[0]:.2f}" for r in runs)
+        print(f"{name:<20}{median:>10.3f}{median - floor:>+13.3f}{uptime:>14.3f}  {listed}")
     qemu = subprocess.run(
         ["qemu-system-x86_64", "--version"], capture_output=True, text=True, check=False
     ).stdout.splitlines()[:1]
