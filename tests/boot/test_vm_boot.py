@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -284,6 +285,33 @@ def test_an_image_with_its_own_init_boots_it(vm: Env) -> None:
     assert json.loads(vm.ok("inspect", "osimage"))["status"] == "stopped"
     proc = vm.run("exec", "osimage", "true")
     assert proc.returncode != 0 and "not running" in proc.stderr
+
+
+def test_an_ignite_style_kernel_image_boots(vm: Env, tmp_path: Path) -> None:
+    """A kernel image as Ignite's: /boot/vmlinux (an ELF) and loose /lib/modules files, made
+    from the kernel pkg/kernel gave (its PVH ELF and its modules)."""
+    vm.ok("kernel", "import", "--cache", str(image_cache()), vm.kernel)
+    kdir = next(d for d in (vm.home / "kernels").iterdir() if (d / "vmlinux").is_file())
+    layer = [F("boot", "dir"), F("boot/vmlinux", data=(kdir / "vmlinux").read_bytes())]
+    with tarfile.open(kdir / "modules.tar") as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            if member.isdir():
+                layer.append(F(name, "dir"))
+            elif member.isfile():
+                data = tar.extractfile(member)
+                assert data is not None
+                layer.append(F(name, data=data.read()))
+    ref = _add(
+        Cache(image_cache()), tmp_path, "distrokit-test/vm-ignite-kernel:1", layer,
+        ImageConfigBlob(),
+    )  # fmt: skip
+    argv = ("--cache", str(image_cache()), "-k", ref, vm.busybox, "sh", "-c", "echo ok; exit 5")
+    proc = vm.run("run", "--name", "ignite-kernel", *argv)
+    assert proc.returncode == 5, proc.stderr
+    assert "ok" in proc.stdout
+    info = json.loads(vm.ok("inspect", "ignite-kernel"))
+    assert info["kernel_image"].endswith("vm-ignite-kernel:1")
 
 
 def test_image_rm_refuses_while_vms_use_it(vm: Env) -> None:
