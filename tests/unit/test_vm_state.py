@@ -4,6 +4,7 @@ workload, and QEMU's argv."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tarfile
@@ -171,3 +172,14 @@ def test_copy_files_spec() -> None:
     with pytest.raises(VmError, match="does not exist"):
         manager.parse_copy("/nonexistent/x:/x")
     assert manager.parse_copy("/etc/hostname:/etc/h")[1] == "/etc/h"
+
+
+def test_a_pid_file_naming_another_program_means_stopped(tmp_path: Path) -> None:
+    # after a host restart the recorded pid may belong to any process: here, this test's
+    (tmp_path / "qemu.pid").write_text(f"{os.getpid()}\n")
+    assert machine.vm_pid(tmp_path) is None
+    assert machine.status(tmp_path) == "stopped"
+    assert machine.exit_status(tmp_path) is None
+    (tmp_path / machine.STATUS_FILE).write_text("up\n3\n")
+    assert machine.exit_status(tmp_path) == 3
+    assert machine.guest_up(tmp_path)

@@ -8,8 +8,9 @@ console (a unix socket for ``attach``, logged to ``console.log``) and a virtio-s
 the status port (a file) and the agent port (a unix socket).
 
 Status is never trusted to files: a VM is running when the pid in ``qemu.pid`` is a live QEMU
-and its QMP socket answers ``query-status``. A dead pid (host restart, ``kill -9``) or an
-unreachable socket means stopped.
+started for this state directory and its QMP socket answers ``query-status``. A dead pid
+(host restart, ``kill -9``), a pid now used by another program, or an unreachable socket means
+stopped.
 """
 
 from __future__ import annotations
@@ -121,12 +122,14 @@ def _without_serial_null(argv: list[str]) -> list[str]:
 
 def start(host: Host, m: Machine) -> int:
     """Start QEMU in the background; returns its pid once it is running."""
-    for name in (STATUS_FILE, QMP_SOCK, CONSOLE_SOCK, AGENT_SOCK):
+    # a pid file left by a QEMU that died (its pid may be another program's now)
+    stale = () if vm_pid(m.state_dir) is not None else (state.PID_FILE,)
+    for name in (STATUS_FILE, QMP_SOCK, CONSOLE_SOCK, AGENT_SOCK, *stale):
         (m.state_dir / name).unlink(missing_ok=True)
     run, facts = qemu.prepare(host, run_config(m))
     argv = _without_serial_null(qemu.qemu_argv(run, facts)) + extra_args(m.state_dir)
     host.run(argv, stdin=None)
-    pid = state.running_pid(m.state_dir)
+    pid = vm_pid(m.state_dir)
     if pid is None:
         raise RunError(f"QEMU of {m.state_dir} started but is not running")
     return pid
@@ -164,7 +167,7 @@ def qmp(state_dir: Path, command: str, timeout: float = 5.0) -> dict[str, Any]:
 
 def status(state_dir: Path) -> str:
     """``running`` (or QEMU's own word: ``paused``, ...) or ``stopped``."""
-    if state.running_pid(state_dir) is None:
+    if vm_pid(state_dir) is None:
         return "stopped"
     try:
         answer = qmp(state_dir, "query-status", timeout=2.0)
@@ -191,20 +194,28 @@ def guest_up(state_dir: Path) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    # QEMU removes its pid file before it has exited; the disk is free only once it is gone.
+def _alive(pid: int, state_dir: Path) -> bool:
+    """Whether `pid` is this VM's QEMU: a QEMU whose command line names the state directory
+    (after a host restart the pid in ``qemu.pid`` may belong to anything, even another VM)."""
     try:
-        return b"qemu" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return b"qemu" in argv[0] and any(str(state_dir).encode() in a for a in argv)
+
+
+def vm_pid(state_dir: Path) -> int | None:
+    """The pid of this VM's QEMU, if it runs."""
+    pid = state.read_pid(state_dir)
+    return pid if pid is not None and _alive(pid, state_dir) else None
 
 
 def wait_stopped(state_dir: Path, timeout: float) -> bool:
     """Wait until QEMU is gone (its process, not just its pid file); whether it went within
     `timeout` seconds."""
-    pid = state.running_pid(state_dir)
+    pid = vm_pid(state_dir)
     deadline = time.monotonic() + timeout
-    while pid is not None and _alive(pid):
+    while pid is not None and _alive(pid, state_dir):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
@@ -213,17 +224,17 @@ def wait_stopped(state_dir: Path, timeout: float) -> bool:
 
 def kill(state_dir: Path) -> None:
     """Stop QEMU now: QMP ``quit``, else SIGKILL to its pid; returns once it is gone."""
-    pid = state.running_pid(state_dir)
+    pid = vm_pid(state_dir)
     if pid is None:
         return
     with contextlib.suppress(RunError):
         qmp(state_dir, "quit", timeout=2.0)
     deadline = time.monotonic() + 5
-    while _alive(pid) and time.monotonic() < deadline:
+    while _alive(pid, state_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if _alive(pid):
+    if _alive(pid, state_dir):
         os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
+        while _alive(pid, state_dir):
             time.sleep(0.05)
 
 
