@@ -183,3 +183,26 @@ def test_a_pid_file_naming_another_program_means_stopped(tmp_path: Path) -> None
     (tmp_path / machine.STATUS_FILE).write_text("up\n3\n")
     assert machine.exit_status(tmp_path) == 3
     assert machine.guest_up(tmp_path)
+
+
+def test_run_flags_parse_like_docker_and_ignite() -> None:
+    from distrokit.cli import build_parser
+    from distrokit.cli import vm as cli_vm
+
+    parser = build_parser("vm")
+    args = parser.parse_args(["vm", "run", "--ssh", "img:1", "sh", "-c", "exit 3"])
+    request = cli_vm._request(args)
+    assert (args.image, request.ssh, request.command) == ("img:1", "", ("sh", "-c", "exit 3"))
+    args = parser.parse_args(
+        ["vm", "run", "-d", "--name", "w", "-p", "8080:80", "--memory", "256M", "--size", "2G",
+         "-e", "A=1", "img", "--", "nginx", "-g", "daemon off;"]
+    )  # fmt: skip
+    request = cli_vm._request(args)
+    assert (request.name, request.publish, request.memory_mb, request.size_mb) == (
+        "w", ("8080:80",), 256, 2048,
+    )  # fmt: skip
+    assert (request.env, request.command, args.detach) == (
+        ("A=1",), ("nginx", "-g", "daemon off;"), True,
+    )  # fmt: skip
+    with pytest.raises(UsageError, match="invalid --env"):
+        cli_vm._request(parser.parse_args(["vm", "run", "-e", "novalue", "img"]))

@@ -66,7 +66,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("vm", metavar="VM")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD")
     p.set_defaults(func=_cmd_exec)
-    for name, helptext in (("stop", "stop VMs (workload SIGTERM, then kill)"), ("kill", "kill")):
+    for name, helptext in (
+        ("stop", "stop VMs (workload SIGTERM, then kill)"),
+        ("kill", "stop VMs now"),
+    ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("vms", nargs="+", metavar="VM")
         p.set_defaults(func=_cmd_stop if name == "stop" else _cmd_kill)

@@ -98,13 +98,14 @@ def create(
         raise VmError(f"--ssh public key {request.ssh} does not exist")
     if request.size_mb < 16:
         raise VmError(f"--size {request.size_mb}M is too small", hint="give at least 16M")
+    name = store.new_name(request.name)  # a taken name fails before any import
     import_kernel(store, kernel_image)
     base = rootfs.import_image(host, store, image, request.size_mb)
     ssh_port = free_port() if request.ssh is not None else None
     publish = request.publish + ((f"{ssh_port}:22",) if ssh_port else ())
     config = VmConfig(
         id=store.new_id(),
-        name=store.new_name(request.name),
+        name=name,
         image=image.reference,
         image_digest=image.digest,
         kernel_image=kernel_image.reference,
