@@ -154,8 +154,16 @@ def _wait_log(env: Env, name: str, text: str, count: int = 1) -> None:
     raise AssertionError(f"{text!r} (x{count}) not in the console of {name}:\n{log}")
 
 
-def test_run_returns_the_workload_status_with_env_user_and_workdir(vm: Env, tmp_path: Path) -> None:
-    proc = vm.run("run", "--name", "status", "--env", "GREETING=flag", *vm.cached(vm.user_image))
+@pytest.fixture(scope="module")
+def status_vm(vm: Env) -> subprocess.CompletedProcess[str]:
+    """The VM named ``status``: its run, and the image later tests share and remove."""
+    return vm.run("run", "--name", "status", "--env", "GREETING=flag", *vm.cached(vm.user_image))
+
+
+def test_run_returns_the_workload_status_with_env_user_and_workdir(
+    vm: Env, status_vm: subprocess.CompletedProcess[str], tmp_path: Path
+) -> None:
+    proc = status_vm
     assert proc.returncode == 3, proc.stderr
     assert "flag /tmp 65534:65534" in proc.stdout
     ps = vm.ok("ps", "-a")
@@ -183,7 +191,9 @@ def test_interactive_run_feeds_stdin_to_the_console(vm: Env) -> None:
     assert "answer-42" in proc.stdout
 
 
-def test_second_vm_shares_the_base_disk(vm: Env) -> None:
+def test_second_vm_shares_the_base_disk(
+    vm: Env, status_vm: subprocess.CompletedProcess[str]
+) -> None:
     first = vm.vm_dir("status")
     base = json.loads(vm.ok("inspect", "status"))["image_digest"].removeprefix("sha256:")
     bases = sorted((vm.home / "images" / base).glob("*.ext4"))
@@ -314,7 +324,9 @@ def test_an_ignite_style_kernel_image_boots(vm: Env, tmp_path: Path) -> None:
     assert info["kernel_image"].endswith("vm-ignite-kernel:1")
 
 
-def test_image_rm_refuses_while_vms_use_it(vm: Env) -> None:
+def test_image_rm_refuses_while_vms_use_it(
+    vm: Env, status_vm: subprocess.CompletedProcess[str]
+) -> None:
     digest = json.loads(vm.ok("inspect", "status"))["image_digest"]
     proc = vm.run("image", "rm", digest)
     assert proc.returncode != 0 and "used by VMs: status" in proc.stderr
