@@ -9,6 +9,7 @@ tree hashes of their content: a rerun with unchanged packages builds nothing new
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # LinuxKit's example names served here (minimal.yml has its own boot tests)
 EXAMPLES = ("getty", "logging", "node_exporter", "static-ip", "swap", "dm-crypt")
 INIT_DONE = "distrokit: init done"
+KEY = "a secret of at least 32 bytes!!!"
+PROBE = "distrokit-dm-crypt-probe-text"
 
 
 def _distrokit(*args: str, cwd: Path) -> None:
@@ -70,8 +73,10 @@ def test_example_builds(built: Path, example: str) -> None:
         assert (built / f"{example}-{suffix}").stat().st_size > 0
 
 
-def _boot(boots: list[Boot], prefix: Path, *args: str) -> Boot:
-    boot = start("--accel", "tcg", "--mem", "1024", *args, str(prefix))
+def _boot(boots: list[Boot], prefix: Path, *args: str, console_input: bool = False) -> Boot:
+    boot = start(
+        "--accel", "tcg", "--mem", "1024", *args, str(prefix), console_input=console_input
+    )  # fmt: skip
     boots.append(boot)
     boot.wait_for(INIT_DONE, 300)
     out = boot.text()
@@ -104,3 +109,53 @@ def test_example_boots_with_every_service_running(
     built: Path, boots: list[Boot], example: str
 ) -> None:
     _boot(boots, built / example)
+
+
+def _contains(path: Path, needle: bytes) -> bool:
+    """Whether the file holds `needle`, read in 1 MiB pieces (a disk image is large)."""
+    tail = b""
+    with path.open("rb") as f:
+        while piece := f.read(1 << 20):
+            if needle in tail + piece:
+                return True
+            tail = piece[-len(needle) :]
+    return False
+
+
+def test_swap_example_turns_on_a_swap_file_on_its_disk(
+    built: Path, boots: list[Boot], tmp_path: Path
+) -> None:
+    disk = f"file={tmp_path / 'swap.img'},size=1G"
+    boot = _boot(boots, built / "swap", "--disk", disk, console_input=True)
+    # the getty's root shell runs in the host's pid namespace: /proc/1 is the host's init
+    swaps = boot.shell("cat /proc/swaps; grep ' /var/external ' /proc/1/mounts")
+    files = [row.split() for row in swaps.splitlines() if row.split()[1:2] == ["file"]]
+    assert len(files) == 1 and 261000 < int(files[0][2]) <= 262144, swaps
+    assert "/dev/vda1 /var/external ext4" in swaps, swaps
+
+
+def test_dm_crypt_example_mounts_ext4_on_the_encrypted_disk(
+    built: Path, boots: list[Boot], tmp_path: Path
+) -> None:
+    disk = tmp_path / "crypt.img"
+    data = json.dumps({"dm-crypt": {"entries": {"key": {"content": KEY}}}})
+    boot = _boot(
+        boots, built / "dm-crypt", "--disk", f"file={disk},size=256M,format=raw",
+        "--data", data, console_input=True,
+    )  # fmt: skip
+    mounts = boot.shell("grep ' /var/lib/docker ' /proc/1/mounts")
+    assert "/dev/mapper/dm-crypt /var/lib/docker ext4 rw" in mounts, mounts
+    # what the shell computes never matches the echoed input (upper case, expanded)
+    mapping = boot.shell(
+        'echo "name=$(cat /sys/block/dm-0/dm/name) on=$(ls /sys/block/dm-0/slaves)"'
+    )
+    assert "name=dm-crypt on=vda" in mapping, mapping
+    probe = "/proc/1/root/var/lib/docker/probe"
+    wrote = boot.shell(f"echo {PROBE} >{probe}; sync; tr a-z A-Z <{probe}")
+    assert PROBE.upper() in wrote, wrote
+    boot.stop()
+    # on the disk itself: neither the text nor an ext4 superblock (magic 0xEF53 at 1080)
+    assert not _contains(disk, PROBE.encode())
+    with disk.open("rb") as f:
+        f.seek(1080)
+        assert f.read(2) != b"\x53\xef"
