@@ -3,7 +3,8 @@ with `distrokit build` from this repository's packages, and the ones that need n
 hardware boot under TCG to `distrokit: init done` with every service running; static-ip answers
 HTTP on its fixed address, node_exporter serves /metrics and redis-os answers PING, through
 published ports. Through the root shell on the console (`Boot.shell`): swap shows its swap
-file, dm-crypt an ext4 mounted from the encrypted disk, addbinds the added bind, and in
+file, dm-crypt an ext4 mounted from the encrypted disk, dm-crypt-loop one from an encrypted
+file on the disk's file system (through /dev/loop0), addbinds the added bind, and in
 wireguard the shell in wg1's namespace fetches nginx's page from wg0's through the tunnel.
 
 The packages and examples are copied into a fresh git repository so the `@pkg:` tags are the
@@ -32,7 +33,7 @@ from distrokit.config.load import load_config
 ROOT = Path(__file__).resolve().parents[2]
 # LinuxKit's example names served here (minimal.yml has its own boot tests)
 EXAMPLES = ("getty", "logging", "node_exporter", "static-ip", "swap", "dm-crypt", "sshd",
-            "addbinds", "redis-os", "wireguard")  # fmt: skip
+            "addbinds", "redis-os", "wireguard", "dm-crypt-loop")  # fmt: skip
 INIT_DONE = "distrokit: init done"
 KEY = "a secret of at least 32 bytes!!!"
 PROBE = "distrokit-dm-crypt-probe-text"
@@ -153,6 +154,24 @@ def test_wireguard_example_reaches_nginx_through_the_tunnel(built: Path, boots: 
     page = boot.shell(f"{request} | tr a-z A-Z; cat /var/log/onboot/wg1.log", timeout=120)
     assert "WELCOME TO NGINX ON DISTROKIT" in page, page
     assert "lk-wg-config: wg1 configured from /etc/wireguard/wg1.conf" in page
+
+
+def test_dm_crypt_loop_example_mounts_ext4_from_an_encrypted_file(
+    built: Path, boots: list[Boot], tmp_path: Path
+) -> None:
+    disk = f"file={tmp_path / 'loop.img'},size=256M"
+    boot = _boot(boots, built / "dm-crypt-loop", "--disk", disk, console_input=True)
+    out = boot.shell(
+        "grep -e ' /var/secure_storage ' -e ' /var/external ' /proc/1/mounts; "
+        'echo "backing=$(cat /sys/block/loop0/loop/backing_file)'
+        ' on=$(ls /sys/block/dm-0/slaves)"; tr a-z A-Z </proc/1/root/var/secure_storage/secrets; '
+        "cat /var/log/onboot/*loop.log /var/log/onboot/*dm-crypt.log /var/log/onboot/*mount.log"
+    )
+    assert "/dev/vda1 /var/external ext4" in out, out
+    assert "/dev/mapper/crypt_loop_dev /var/secure_storage ext4" in out, out
+    # (the getty does not see /var/external: the path is the one inside that mount)
+    assert "backing=/storage_file on=loop0" in out, out
+    assert "SECRET THINGS" in out, out
 
 
 def _contains(path: Path, needle: bytes) -> bool:

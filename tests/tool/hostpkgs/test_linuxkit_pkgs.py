@@ -24,7 +24,7 @@ from distrokit.oci.image import host_platform
 PKG = Path(__file__).resolve().parents[3] / "pkg"
 HASH = "lk-tool-test"
 NAMES = [
-    "acpid", "binfmt", "dm-crypt", "extend", "ip", "kmsg", "memlogd", "modprobe",
+    "acpid", "binfmt", "dm-crypt", "extend", "ip", "kmsg", "losetup", "memlogd", "modprobe",
     "node_exporter", "openntpd", "qemu-ga", "redis", "swap", "sysfs", "trim-after-delete",
 ]  # fmt: skip
 # LinuxKit's label semantics, one telling key per package
@@ -43,6 +43,10 @@ LABELS: dict[str, dict[str, object]] = {
     "dm-crypt": {
         "command": ["/usr/bin/crypto"],
         "devices": [{"path": "all", "type": "a", "major": 0, "minor": 0}],
+    },
+    "losetup": {
+        "command": ["/usr/bin/loopy"],
+        "binds": ["/dev:/dev", "/var:/var", "/lib/modules:/lib/modules"],
     },
     "redis": {"command": ["/usr/bin/redis-server", "--protected-mode", "no", "--dir", "/data"]},
     "trim-after-delete": {"command": ["/usr/bin/trim-after-delete", "--", "/sbin/fstrim", "/var"]},

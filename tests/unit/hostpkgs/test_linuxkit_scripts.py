@@ -1,6 +1,7 @@
 """The scripts of the LinuxKit-named packages (binfmt, sysfs, kmsg, swap, acpid's power button,
-trim-after-delete, dm-crypt's crypto, memlogd's logwrite, ip's lk-wg-config) run with busybox
-sh on the host, against fake binfmt_misc and sysfs trees, recording stand-ins and real files."""
+trim-after-delete, dm-crypt's crypto, memlogd's logwrite, ip's lk-wg-config, losetup's loopy)
+run with busybox sh on the host, against fake binfmt_misc and sysfs trees, recording stand-ins
+and real files."""
 
 from __future__ import annotations
 
@@ -234,3 +235,15 @@ def test_lk_wg_config_usage_and_a_missing_file(tmp_path: Path) -> None:
     assert run_script(script, ["setup", "x.conf"], {}).status == 2
     r = run_script(script, ["configure", str(tmp_path / "none.conf")], {})
     assert r.status == 1 and "cannot read" in r.out
+
+
+def test_loopy_refuses_bad_arguments_and_a_missing_device(tmp_path: Path) -> None:
+    script = PKG / "losetup" / "loopy"
+    assert run_script(script, [], {}).status == 2
+    assert run_script(script, ["--size"], {}).status == 2
+    r = run_script(script, ["--size", "ten", "f"], {})
+    assert r.status == 2 and "invalid size 'ten'" in r.out
+    device = tmp_path / "loop9"  # not a block device
+    r = run_script(script, ["--dev", str(device), "--create", str(tmp_path / "f")], {})
+    assert r.status == 1 and f"{device} is not a block device" in r.out
+    assert not (tmp_path / "f").exists()
