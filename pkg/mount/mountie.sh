@@ -66,16 +66,20 @@ all_partitions() {
 }
 
 # make_links: /dev/disk/by-label/L and /dev/disk/by-uuid/U -> the partition, as udev does.
+# (Its variables are local: main's label and uuid are the user's choice of partition.)
 make_links() {
+    local part part_label part_uuid
     for part in $(all_partitions); do
         [ -b "$part" ] || continue
-        label=$(blkid -o value -s LABEL "$part" 2>/dev/null)
-        uuid=$(blkid -o value -s UUID "$part" 2>/dev/null)
-        if [ -n "$label" ]; then
-            mkdir -p "$DEV/disk/by-label" && ln -sfn "../../${part##*/}" "$DEV/disk/by-label/$label"
+        part_label=$(blkid -o value -s LABEL "$part" 2>/dev/null)
+        part_uuid=$(blkid -o value -s UUID "$part" 2>/dev/null)
+        if [ -n "$part_label" ]; then
+            mkdir -p "$DEV/disk/by-label" &&
+                ln -sfn "../../${part##*/}" "$DEV/disk/by-label/$part_label"
         fi
-        if [ -n "$uuid" ]; then
-            mkdir -p "$DEV/disk/by-uuid" && ln -sfn "../../${part##*/}" "$DEV/disk/by-uuid/$uuid"
+        if [ -n "$part_uuid" ]; then
+            mkdir -p "$DEV/disk/by-uuid" &&
+                ln -sfn "../../${part##*/}" "$DEV/disk/by-uuid/$part_uuid"
         fi
     done
 }

@@ -5,6 +5,9 @@ a checker service prints what it saw on the console: an arm64 busybox run throug
 a service's line found with `logread`, the swap file in /proc/swaps. The host fetches /metrics
 through a published port, then presses the power button over QMP: acpid asks init to power
 off, the onshutdown container runs, QEMU exits 0.
+
+A second system runs extend before mount on a disk whose ext4 partition covers a quarter of
+it: in the guest, the partition and the file system then fill the disk (/proc/partitions, df).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from registry import free_port
 
 BOOT_TIMEOUT = 300.0
 BASE = ["kernel", "init", "runc", "containerd", "dhcpcd"]
-PKGS = ["binfmt", "memlogd", "acpid", "swap", "node_exporter", "format", "mount"]
+PKGS = ["binfmt", "memlogd", "acpid", "swap", "node_exporter", "format", "mount", "extend", "getty"]
 ARM64 = "opt/arm64/busybox"
 CONSOLE = {"path": "/dev/console", "type": "c", "major": 5, "minor": 1, "mode": "0620"}
 
@@ -129,3 +132,52 @@ def test_binfmt_logread_swap_metrics_and_power_button(
     out = boot.text()
     assert "ONSHUTDOWN-RAN" in out
     assert out.index("ONSHUTDOWN-RAN") > out.index("CHECKS DONE")
+
+
+def _small_partition_disk(path: Path, disk_mb: int, part_mb: int) -> None:
+    """A raw disk of `disk_mb` MiB whose one partition (from 1 MiB) holds a `part_mb` ext4."""
+    require_tools("sfdisk", "mke2fs")
+    with path.open("wb") as f:
+        f.truncate(disk_mb << 20)
+    layout = f"label: dos\nstart=2048, size={part_mb << 11}, type=83\n"
+    subprocess.run(["sfdisk", "-q", str(path)], input=layout, text=True, check=True)
+    subprocess.run(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "grow-me", "-E", "offset=1048576",
+         str(path), f"{part_mb}M"],
+        check=True,
+    )  # fmt: skip
+
+
+def test_extend_grows_the_partition_and_file_system_to_the_disk(
+    refs: dict[str, str], tmp_path: Path, boots: list[Boot]
+) -> None:
+    disk = tmp_path / "grow.img"
+    _small_partition_disk(disk, 256, 64)
+    onboot = [
+        {"name": "extend", "image": refs["extend"]},
+        {"name": "mount", "image": refs["mount"],
+         "command": ["/usr/bin/mountie", "/var/external"]},
+    ]  # fmt: skip
+    services = [{"name": "getty", "image": refs["getty"], "env": ["INSECURE=true"]}]
+    prefix = build_system(system_yaml(refs, onboot, services, []), tmp_path, "lkextend")
+    boot = start(
+        "--accel", "tcg", "--mem", "1024", "--disk", f"file={disk},format=raw", prefix,
+        console_input=True,
+    )  # fmt: skip
+    boots.append(boot)
+    boot.wait_for("distrokit: init done", BOOT_TIMEOUT)
+    # the getty's shell is in the host's pid namespace: /proc/1/root is the host's root
+    # (busybox df looks for the mount in its own namespace; stat -f asks the file system)
+    out = boot.shell(
+        "cat /var/log/onboot/extend.log; grep -w vda1 /proc/partitions; "
+        "echo fs_kib=$(($(stat -f -c '%b * %S' /proc/1/root/var/external) / 1024))"
+    )
+    assert "extend: /dev/vda1 (ext4) now fills /dev/vda" in out, out
+    assert "FAILED" not in boot.text(), boot.text()
+    blocks = [row.split() for row in out.splitlines() if row.split()[-1:] == ["vda1"]]
+    # 64 MiB (65536 KiB) before; now up to the disk's end (261120 KiB from the 1 MiB offset,
+    # less what growpart keeps free at the end)
+    assert blocks and 261000 < int(blocks[0][2]) <= 261120, out
+    sizes = [int(row.split("=")[1]) for row in out.splitlines() if row.startswith("fs_kib=")]
+    # the file system's blocks (statfs, less ext4's metadata): about 60000 KiB before
+    assert sizes and 220000 < sizes[0] <= 261120, out

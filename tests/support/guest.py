@@ -144,6 +144,7 @@ class Boot:
     proc: subprocess.Popen[bytes]
     started: float
     output: bytearray = field(default_factory=bytearray)
+    typed: int = 0
 
     def wait_for(self, text: str, timeout: float) -> float:
         """Read the console until `text` appears; seconds since start. Fails on exit/timeout."""
@@ -164,6 +165,31 @@ class Boot:
             self.output += chunk
         return time.monotonic() - self.started
 
+    def shell(self, command: str, timeout: float = 120) -> str:
+        """Type `command` into the root shell on the guest's console (a getty with
+        INSECURE=true; `start(..., console_input=True)`) and return what the console printed
+        until it finished. The end marker is computed by the guest's shell, so the echoed
+        input never matches it; the line is typed again every 15 s until the shell answers
+        (the shell may not read its console yet)."""
+        assert self.proc.stdin is not None, "start the boot with console_input=True"
+        self.typed += 1
+        number = self.typed
+        marker = f"SHELL-DONE-{number}-{number * 7}"
+        line = f"{command}; echo SHELL-DONE-{number}-$(({number} * 7))\n".encode()
+        begin = len(self.output)
+        deadline = time.monotonic() + timeout
+        while True:
+            self.proc.stdin.write(line)
+            self.proc.stdin.flush()
+            try:
+                self.wait_for(marker, min(15.0, max(deadline - time.monotonic(), 1.0)))
+                break
+            except AssertionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+        text = self.output[begin:].decode(errors="replace")
+        return text[: text.index(marker)]
+
     def finish(self, timeout: float) -> int:
         """Wait for the run to end by itself and return its exit status."""
         assert self.proc.stdout is not None
@@ -181,21 +207,25 @@ class Boot:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
 
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
 
-def start(*args: str, debug: bool = False, env: dict[str, str] | None = None) -> Boot:
+def start(
+    *args: str, debug: bool = False, env: dict[str, str] | None = None, console_input: bool = False
+) -> Boot:
     """Start ``distrokit run qemu ARGS`` in its own process group, console (and, with `debug`,
-    the QEMU command line) on a pipe."""
+    the QEMU command line) on a pipe; with `console_input` the console's input is a pipe too
+    (`Boot.shell` types into it)."""
     flags = ["--debug"] if debug else []
     argv = [sys.executable, "-m", "distrokit", *flags, "run", "qemu", *args]
     proc = subprocess.Popen(
         argv,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if console_input else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -20,7 +20,7 @@ REF = "distrokit/kernel:kernel-tool-test"
 # virtio (QEMU), e1000, and vSphere's virtual hardware: pvscsi disks, vmxnet3 NIC, IDE CD-ROM
 WANTED = ("virtio_blk", "virtio_net", "virtio_scsi", "e1000", "vmw_pvscsi", "vmxnet3",
           "ata_piix", "sr_mod", "sd_mod", "ext4", "isofs", "squashfs", "overlay",
-          "evdev", "button", "binfmt_misc", "dm_crypt")  # fmt: skip
+          "evdev", "button", "binfmt_misc", "dm_crypt", "essiv", "wireguard", "loop")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

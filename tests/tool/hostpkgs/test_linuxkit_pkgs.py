@@ -24,8 +24,8 @@ from distrokit.oci.image import host_platform
 PKG = Path(__file__).resolve().parents[3] / "pkg"
 HASH = "lk-tool-test"
 NAMES = [
-    "acpid", "binfmt", "dm-crypt", "extend", "ip", "kmsg", "memlogd", "modprobe",
-    "node_exporter", "openntpd", "qemu-ga", "swap", "sysfs", "trim-after-delete",
+    "acpid", "binfmt", "dm-crypt", "extend", "ip", "kmsg", "losetup", "memlogd", "modprobe",
+    "node_exporter", "openntpd", "qemu-ga", "redis", "swap", "sysfs", "trim-after-delete",
 ]  # fmt: skip
 # LinuxKit's label semantics, one telling key per package
 LABELS: dict[str, dict[str, object]] = {
@@ -39,8 +39,16 @@ LABELS: dict[str, dict[str, object]] = {
     "openntpd": {"net": "host"},
     "qemu-ga": {"pid": "host", "net": "host"},
     "node_exporter": {"pid": "host", "net": "host"},
-    "extend": {"command": ["/usr/bin/extend"]},
-    "dm-crypt": {"command": ["/usr/bin/crypto"]},
+    "extend": {"command": ["/usr/bin/extend"], "tmpfs": ["/tmp", "/run/lock"]},
+    "dm-crypt": {
+        "command": ["/usr/bin/crypto"],
+        "devices": [{"path": "all", "type": "a", "major": 0, "minor": 0}],
+    },
+    "losetup": {
+        "command": ["/usr/bin/loopy"],
+        "binds": ["/dev:/dev", "/var:/var", "/lib/modules:/lib/modules"],
+    },
+    "redis": {"command": ["/usr/bin/redis-server", "--protected-mode", "no", "--dir", "/data"]},
     "trim-after-delete": {"command": ["/usr/bin/trim-after-delete", "--", "/sbin/fstrim", "/var"]},
     "ip": {"net": "host", "capabilities": ["CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_SYS_ADMIN"]},
 }
@@ -156,6 +164,32 @@ def test_node_exporter_serves_metrics(roots: Path) -> None:
             except OSError:
                 time.sleep(0.3)
         assert "node_load1" in body and "node_exporter_build_info" in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_redis_stores_and_returns_a_value(roots: Path, tmp_path: Path) -> None:
+    root = roots / "redis"
+    port = str(free_port())
+    loader = [str(root / "lib64/ld-linux-x86-64.so.2"), "--library-path",
+              str(root / "lib/x86_64-linux-gnu:" f"{root}/usr/lib/x86_64-linux-gnu")]  # fmt: skip
+    server = [*loader, str(root / "usr/bin/redis-server"), "--port", port, "--bind", "127.0.0.1",
+              "--dir", str(tmp_path)]  # fmt: skip
+    cli = [*loader, str(root / "usr/bin/redis-cli"), "-p", port]
+    proc = subprocess.Popen(server, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, answer = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and answer != "PONG":
+            run = subprocess.run([*cli, "ping"], capture_output=True, text=True, check=False)
+            answer = run.stdout.strip()
+            time.sleep(0.2)
+        assert answer == "PONG", run.stderr
+        subprocess.run([*cli, "set", "os", "distrokit"], check=True, capture_output=True)
+        got = subprocess.run([*cli, "get", "os"], capture_output=True, text=True, check=True)
+        assert got.stdout.strip() == "distrokit"
+        subprocess.run([*cli, "save"], check=True, capture_output=True)
+        assert (tmp_path / "dump.rdb").stat().st_size > 0
     finally:
         proc.terminate()
         proc.wait(timeout=10)

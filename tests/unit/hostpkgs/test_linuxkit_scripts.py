@@ -1,6 +1,7 @@
 """The scripts of the LinuxKit-named packages (binfmt, sysfs, kmsg, swap, acpid's power button,
-trim-after-delete, dm-crypt's crypto, memlogd's logwrite) run with busybox sh on the host,
-against fake binfmt_misc and sysfs trees and real files."""
+trim-after-delete, dm-crypt's crypto, memlogd's logwrite, ip's lk-wg-config, losetup's loopy)
+run with busybox sh on the host, against fake binfmt_misc and sysfs trees, recording stand-ins
+and real files."""
 
 from __future__ import annotations
 
@@ -172,3 +173,77 @@ def test_logwrite_usage() -> None:
     script = PKG / "memlogd" / "logwrite"
     assert run_script(script, ["-n"], {}).status == 2
     assert run_script(script, ["-n", "x"], {}).status == 2
+
+
+WG_CONF = """\
+[Interface]
+# the tunnel's end on this side
+Address = 192.168.2.1/24, fd00::1/64
+DNS = 192.168.2.2
+MTU = 1380
+PrivateKey = kCfEw6prenSYqAx3r47LCFonWOg1Vd1BqRO5pZugyVY=
+ListenPort = 51820
+PostUp = echo never run
+
+[Peer]
+PublicKey = qJWrCGJUb66BT4Uhmb4d2QwE0paK/Kuobg99kJsMJgw=
+AllowedIPs = 10.1.0.0/16,0.0.0.0/0
+Endpoint = 127.0.0.1:51821
+
+[Peer]
+PublicKey = sIY7Kh13x5BzNYprYMqCUPROA1nXDsRLKc66Tp+qHHg=
+AllowedIPs = ::/0
+"""
+
+
+def test_lk_wg_config_splits_a_wg_quick_file_between_wg_and_ip(tmp_path: Path) -> None:
+    bin_, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_.mkdir()
+    for tool in ("wg", "ip"):
+        # records its argv, and what it reads when told to read stdin
+        (bin_ / tool).write_text(
+            f'#!/bin/sh\necho "{tool} $*" >>{calls}\n'
+            f'case "$*" in *"/dev/stdin"*) cat >{tmp_path}/setconf ;; esac\n'
+        )
+        (bin_ / tool).chmod(0o755)
+    conf = tmp_path / "wg0.conf"
+    conf.write_text(WG_CONF)
+    env = {"IP": str(bin_ / "ip"), "WG": str(bin_ / "wg")}
+    r = run_script(PKG / "ip" / "lk-wg-config", ["configure", str(conf)], env)
+    assert r.status == 0, r.out
+    assert r.out.strip() == f"lk-wg-config: wg0 configured from {conf}"
+    assert calls.read_text().splitlines() == [
+        "wg setconf wg0 /dev/stdin",
+        "ip address add 192.168.2.1/24 dev wg0",
+        "ip address add fd00::1/64 dev wg0",
+        "ip link set mtu 1380 dev wg0",
+        "ip link set wg0 up",
+        "ip route replace 10.1.0.0/16 dev wg0",
+        "ip route replace default dev wg0",
+        "ip -6 route replace default dev wg0",
+    ]
+    setconf = (tmp_path / "setconf").read_text()
+    for kept in ("PrivateKey = kCf", "ListenPort = 51820", "Endpoint = 127.0.0.1:51821"):
+        assert kept in setconf
+    assert setconf.count("[Peer]") == 2
+    for dropped in ("Address", "DNS", "MTU", "PostUp"):
+        assert dropped not in setconf
+
+
+def test_lk_wg_config_usage_and_a_missing_file(tmp_path: Path) -> None:
+    script = PKG / "ip" / "lk-wg-config"
+    assert run_script(script, ["setup", "x.conf"], {}).status == 2
+    r = run_script(script, ["configure", str(tmp_path / "none.conf")], {})
+    assert r.status == 1 and "cannot read" in r.out
+
+
+def test_loopy_refuses_bad_arguments_and_a_missing_device(tmp_path: Path) -> None:
+    script = PKG / "losetup" / "loopy"
+    assert run_script(script, [], {}).status == 2
+    assert run_script(script, ["--size"], {}).status == 2
+    r = run_script(script, ["--size", "ten", "f"], {})
+    assert r.status == 2 and "invalid size 'ten'" in r.out
+    device = tmp_path / "loop9"  # not a block device
+    r = run_script(script, ["--dev", str(device), "--create", str(tmp_path / "f")], {})
+    assert r.status == 1 and f"{device} is not a block device" in r.out
+    assert not (tmp_path / "f").exists()
