@@ -5,7 +5,8 @@ HTTP on its fixed address, node_exporter serves /metrics and redis-os answers PI
 published ports. Through the root shell on the console (`Boot.shell`): swap shows its swap
 file, dm-crypt an ext4 mounted from the encrypted disk, dm-crypt-loop one from an encrypted
 file on the disk's file system (through /dev/loop0), addbinds the added bind, and in
-wireguard the shell in wg1's namespace fetches nginx's page from wg0's through the tunnel.
+wireguard the shell in wg1's namespace fetches nginx's page from wg0's through the tunnel;
+in volumes an onboot container's write shows in the getty's bind of the same volume.
 
 The packages and examples are copied into a fresh git repository so the `@pkg:` tags are the
 tree hashes of their content: a rerun with unchanged packages builds nothing new.
@@ -14,6 +15,7 @@ tree hashes of their content: a rerun with unchanged packages builds nothing new
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -33,7 +35,7 @@ from distrokit.config.load import load_config
 ROOT = Path(__file__).resolve().parents[2]
 # LinuxKit's example names served here (minimal.yml has its own boot tests)
 EXAMPLES = ("getty", "logging", "node_exporter", "static-ip", "swap", "dm-crypt", "sshd",
-            "addbinds", "redis-os", "wireguard", "dm-crypt-loop")  # fmt: skip
+            "addbinds", "redis-os", "wireguard", "dm-crypt-loop", "volumes")  # fmt: skip
 INIT_DONE = "distrokit: init done"
 KEY = "a secret of at least 32 bytes!!!"
 PROBE = "distrokit-dm-crypt-probe-text"
@@ -222,3 +224,25 @@ def test_dm_crypt_example_mounts_ext4_on_the_encrypted_disk(
     with disk.open("rb") as f:
         f.seek(1080)
         assert f.read(2) != b"\x53\xef"
+
+
+def test_volumes_example_shares_a_writable_volume_and_a_read_only_one(
+    built: Path, boots: list[Boot]
+) -> None:
+    boot = _boot(boots, built / "volumes", console_input=True)
+    assert "distrokit: volume vola mounted" in boot.text()
+    vola = "/containers/volumes/vola"
+    # values the guest's shell computes, so the echoed command line cannot match them
+    out = boot.shell(
+        'echo "note=$(cat /vola/note) certs=$(ls /volb/etc/ssl/certs | grep -c .)'
+        f' lower=$(ls {vola}/lower | grep -c .) upper=$(cat {vola}/tmp/upper/note)"; '
+        'touch /volb/x 2>/dev/null; echo "touch=$?"; '
+        f"grep ' {vola}/merged ' /proc/1/mounts | cut -d ' ' -f 1-3"
+    )
+    found = re.search(r"note=written-by-onboot certs=(\d+) lower=(\d+) upper=(\S+)", out)
+    assert found, out
+    # the onboot container's write is in the getty's bind of the same volume, and lives in
+    # the overlay's upper layer: the volume's lower layer in the image stays empty
+    assert int(found[1]) > 0 and found[2] == "0" and found[3] == "written-by-onboot", out
+    assert re.search(r"touch=[1-9]", out), out  # volb is bound read-only
+    assert f"overlay {vola}/merged overlay" in out, out
