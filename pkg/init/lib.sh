@@ -176,10 +176,14 @@ start_service() {
     fi
 }
 
-# start_one DIR: start_service and say on the console how it went.
+# start_one DIR: start_service and say on the console how it went; a started line gives the
+# uptime (seconds) at which the start began and ended.
 start_one() {
+    local t0 t1
+    read -r t0 _ </proc/uptime
     if start_service "$1"; then
-        log "service ${1##*/}: started"
+        read -r t1 _ </proc/uptime
+        log "service ${1##*/}: started (uptime $t0 -> $t1 s)"
     else
         log "service ${1##*/}: FAILED to start; last lines of $DK_LOG/${1##*/}.err.log:"
         tail -n 5 "$DK_ROOT$DK_LOG/${1##*/}.err.log"

@@ -181,21 +181,30 @@ class Boot:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdout, self.proc.stdin):
+            if pipe is not None:
+                pipe.close()
 
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
+    def send(self, line: str) -> None:
+        """Type `line` (and Enter) on the serial console (needs start(..., stdin=True))."""
+        assert self.proc.stdin is not None, "start the boot with stdin=True"
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
 
-def start(*args: str, debug: bool = False, env: dict[str, str] | None = None) -> Boot:
+
+def start(
+    *args: str, debug: bool = False, env: dict[str, str] | None = None, stdin: bool = False
+) -> Boot:
     """Start ``distrokit run qemu ARGS`` in its own process group, console (and, with `debug`,
-    the QEMU command line) on a pipe."""
+    the QEMU command line) on a pipe; with `stdin`, Boot.send types on the serial console."""
     flags = ["--debug"] if debug else []
     argv = [sys.executable, "-m", "distrokit", *flags, "run", "qemu", *args]
     proc = subprocess.Popen(
         argv,
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
