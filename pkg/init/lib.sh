@@ -166,10 +166,8 @@ start_service() {
     echo "$ns" >"$DK_ROOT/run/distrokit/services/$name.ns"
     jq --arg root "$dir/rootfs" '.root.path = $root' "$DK_ROOT$dir/config.json" >"$spec" \
         2>>"$err" || return 1
-    # One runc shim serves every service (the runc v2 shim's group label): a shim per service
-    # costs two more process start-ups each, at boot and in memory.
-    ctr -n "$ns" run -d --label io.containerd.runc.v2.group=distrokit \
-        --log-uri "file://$DK_LOG/$name.log" --config "$spec" "$name" >>"$err" 2>&1 || return 1
+    ctr -n "$ns" run -d --log-uri "file://$DK_LOG/$name.log" --config "$spec" "$name" \
+        >>"$err" 2>&1 || return 1
     if [ "$needs_pid" = yes ]; then
         pid=$(ctr -n "$ns" tasks ls | awk -v n="$name" '$1 == n { print $2 }')
         apply_interfaces "$runtime" "$pid" >>"$err" 2>&1 && apply_bindns "$runtime" "$pid" >>"$err" 2>&1

@@ -174,11 +174,10 @@ def test_services_under_containerd_with_absolute_rootfs(tree: Path) -> None:
     # started concurrently: the order of the calls is not fixed
     ctr = sorted(c for c in _calls(tree) if c.startswith("ctr"))
     spec = f"{tree}/run/distrokit/services/nginx.json"
-    group = "--label io.containerd.runc.v2.group=distrokit"
     assert ctr == [
-        f"ctr -n custom.ns run -d {group} --log-uri file:///var/log/other.log --config "
+        f"ctr -n custom.ns run -d --log-uri file:///var/log/other.log --config "
         f"{tree}/run/distrokit/services/other.json other",
-        f"ctr -n services.linuxkit run -d {group} --log-uri file:///var/log/nginx.log "
+        f"ctr -n services.linuxkit run -d --log-uri file:///var/log/nginx.log "
         f"--config {spec} nginx",
     ]
     assert json.loads(Path(spec).read_text())["root"]["path"] == "/containers/services/nginx/rootfs"
@@ -191,7 +190,7 @@ def test_services_start_concurrently(tree: Path) -> None:
     (tree.parent / "bin" / "ctr").write_text(
         RECORDER
         + """
-me=${11}; other=a; [ "$me" = a ] && other=b
+me=$9; other=a; [ "$me" = a ] && other=b
 : >"$DK_ROOT/run/started-$me"
 i=0
 while [ ! -e "$DK_ROOT/run/started-$other" ]; do
