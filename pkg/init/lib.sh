@@ -54,9 +54,9 @@ mount_one() {
 # bundle_plan RUNTIME_JSON: one jq pass over runtime.json that prints shell code for
 # prepare_bundle and start_service to eval: first a line `ns=... needs_pid=...` (the
 # containerd namespace, empty for the default; yes when interfaces or bindNS need the
-# container's pid between create and start), then the "mkdir" directories, the "mounts" in order and the "cgroups"
-# directories. Every value is quoted with @sh. One process per bundle: the boot runs this once
-# for every container.
+# container's pid between create and start), then the "mkdir" directories, the "mounts" in
+# order and the "cgroups" directories. Every value is quoted with @sh. One process per
+# bundle: the boot runs this once for every container.
 bundle_plan() {
     jq -r '@sh "ns=\(.namespace // "") needs_pid=\(if ((.interfaces // []) | length) +
             ([(.bindNS // {})[] | select(. != "")] | length) > 0 then "yes" else "no" end)",
@@ -111,7 +111,7 @@ prepare_bundle() {
 # run_to_completion DIR NAME LOGDIR: one onboot/onshutdown container with runc; returns its
 # exit status (1 when the status is unknown because it was started with create/start).
 run_to_completion() {
-    local dir=$1 name=$2 logdir=$3 status pid pidfile ns needs_pid
+    local dir=$1 name=$2 logdir=$3 pid pidfile ns needs_pid
     local runtime=$DK_ROOT$1/runtime.json out="$DK_ROOT$3/$2.log"
     if ! prepare_bundle "$dir" >>"$out" 2>&1; then
         log "$name: runtime.json could not be applied, see $logdir/$name.log"
