@@ -10,16 +10,11 @@
 DK_ROOT=${DK_ROOT:-}
 DK_LOG=${DK_LOG:-/var/log}
 SEP=$(printf '\037')
+NL='
+'
 
 log() {
     echo "distrokit: $*"
-}
-
-# apply_mkdir RUNTIME_JSON: create the directories listed in "mkdir".
-apply_mkdir() {
-    jq -r '.mkdir[]?' "$1" | while read -r dir; do
-        [ -n "$dir" ] && mkdir -p "$DK_ROOT$dir"
-    done
 }
 
 # mount_one DEST TYPE SOURCE OPTIONS: one runtime.json mount. Propagation flags are applied
@@ -56,21 +51,18 @@ mount_one() {
     done
 }
 
-# apply_mounts RUNTIME_JSON: perform "mounts" in the root mount namespace, in order.
-apply_mounts() {
-    jq -r --arg s "$SEP" \
-        '.mounts[]? | [.destination, (.type // ""), (.source // ""),
-         ((.options // []) | join(","))] | join($s)' "$1" |
-        while IFS=$SEP read -r dest type src opts; do
-            mount_one "$dest" "$type" "$src" "$opts" || exit 1
-        done
-}
-
-# apply_cgroups RUNTIME_JSON: create the cgroup v2 directories listed in "cgroups".
-apply_cgroups() {
-    jq -r '.cgroups[]?' "$1" | while read -r cg; do
-        [ -n "$cg" ] && mkdir -p "$DK_ROOT/sys/fs/cgroup/$cg"
-    done
+# bundle_plan RUNTIME_JSON: one jq pass over runtime.json that prints shell code for
+# prepare_bundle and start_service to eval: first a line `ns=... needs_pid=...` (the
+# containerd namespace, empty for the default; yes when interfaces or bindNS need the
+# container's pid between create and start), then the "mkdir" directories, the "mounts" in
+# order and the "cgroups" directories. Every value is quoted with @sh. One process per
+# bundle: the boot runs this once for every container.
+bundle_plan() {
+    jq -r '@sh "ns=\(.namespace // "") needs_pid=\(if ((.interfaces // []) | length) +
+            ([(.bindNS // {})[] | select(. != "")] | length) > 0 then "yes" else "no" end)",
+        (.mkdir[]? | select(. != "") | @sh "mkdir -p \"$DK_ROOT\"\(.)"),
+        (.mounts[]? | @sh "mount_one \(.destination) \(.type // "") \(.source // "") \((.options // []) | join(","))" + " || return 1"),
+        (.cgroups[]? | select(. != "") | @sh "mkdir -p \"$DK_ROOT/sys/fs/cgroup/\"\(.)")' "$1"
 }
 
 # apply_interfaces RUNTIME_JSON PID: move or create network interfaces into the container's
@@ -100,35 +92,35 @@ apply_bindns() {
         done
 }
 
-# prepare_bundle DIR: everything runtime.json asks for before the container is created.
+# prepare_bundle DIR: everything runtime.json asks for before the container is created; sets
+# ns and needs_pid (see bundle_plan) for the caller. A bundle is prepared once per boot (its
+# mounts would stack otherwise): `service start` after `service stop` reuses it.
 prepare_bundle() {
-    runtime=$DK_ROOT$1/runtime.json
+    local runtime=$DK_ROOT$1/runtime.json plan done_mark=$DK_ROOT/run/distrokit/prepared$1
+    ns="" needs_pid=no
     [ -f "$runtime" ] || return 0
-    apply_mkdir "$runtime" && apply_mounts "$runtime" && apply_cgroups "$runtime"
-}
-
-# needs_pid RUNTIME_JSON: whether the container's pid is needed between create and start.
-needs_pid() {
-    [ -f "$1" ] || return 1
-    [ "$(jq '(.interfaces // [] | length) + ([.bindNS // {} | .[] | select(. != "")] |
-        length)' "$1")" != 0 ]
+    plan=$(bundle_plan "$runtime") || return 1
+    if [ -e "$done_mark" ]; then
+        eval "${plan%%"$NL"*}"
+        return 0
+    fi
+    eval "$plan" || return 1
+    mkdir -p "${done_mark%/*}" && : >"$done_mark"
 }
 
 # run_to_completion DIR NAME LOGDIR: one onboot/onshutdown container with runc; returns its
 # exit status (1 when the status is unknown because it was started with create/start).
 run_to_completion() {
-    local dir=$1 name=$2 logdir=$3 status pid pidfile
+    local dir=$1 name=$2 logdir=$3 pid pidfile ns needs_pid
     local runtime=$DK_ROOT$1/runtime.json out="$DK_ROOT$3/$2.log"
-    mkdir -p "$DK_ROOT$logdir"
     if ! prepare_bundle "$dir" >>"$out" 2>&1; then
         log "$name: runtime.json could not be applied, see $logdir/$name.log"
         return 1
     fi
-    if ! needs_pid "$runtime"; then
+    if [ "$needs_pid" = no ]; then
+        # runc run deletes the container when it exits.
         runc run --bundle "$dir" "$name" </dev/null >>"$out" 2>&1
-        status=$?
-        runc delete -f "$name" >/dev/null 2>&1
-        return $status
+        return
     fi
     pidfile=$DK_ROOT/run/$name.pid
     runc create --bundle "$dir" --pid-file "$pidfile" "$name" </dev/null >>"$out" 2>&1 ||
@@ -148,10 +140,11 @@ run_to_completion() {
 # A failing one is logged and the rest still run (LinuxKit's onboot rule).
 run_sequence() {
     local section=$1 dir name
+    mkdir -p "$DK_ROOT$DK_LOG/$section"
     for dir in "$DK_ROOT/containers/$section"/*; do
         [ -d "$dir" ] || continue
         dir=${dir#"$DK_ROOT"}
-        name=$(basename "$dir")
+        name=${dir##*/}
         name=${name#[0-9][0-9][0-9]-}
         if run_to_completion "$dir" "$name" "$DK_LOG/$section"; then
             log "$section $name: exited 0"
@@ -161,47 +154,68 @@ run_sequence() {
     done
 }
 
-# service_spec DIR: config.json with the absolute rootfs path containerd needs, written next
-# to containerd's state; prints its path.
-service_spec() {
-    local dir=$1 name spec
-    name=$(basename "$1")
-    spec=$DK_ROOT/run/distrokit/services/$name.json
-    mkdir -p "$(dirname "$spec")"
-    jq --arg root "$dir/rootfs" '.root.path = $root' "$DK_ROOT$dir/config.json" >"$spec" ||
-        return 1
-    echo "$spec"
-}
-
-# start_service DIR: one service under containerd, logs in $DK_LOG/NAME.log.
+# start_service DIR: one service under containerd, logs in $DK_LOG/NAME.log (its output) and
+# $DK_LOG/NAME.err.log (preparing and starting it). containerd wants the rootfs as an absolute
+# path: the config.json it is given is written under /run/distrokit/services.
 start_service() {
-    local dir=$1 name runtime ns=services.linuxkit custom spec pid
-    name=$(basename "$1")
-    runtime=$DK_ROOT$dir/runtime.json
-    if [ -f "$runtime" ]; then
-        custom=$(jq -r '.namespace // ""' "$runtime")
-        [ -n "$custom" ] && ns=$custom
-    fi
-    mkdir -p "$DK_ROOT$DK_LOG"
-    prepare_bundle "$dir" >>"$DK_ROOT$DK_LOG/$name.err.log" 2>&1 || return 1
-    spec=$(service_spec "$dir") || return 1
+    local dir=$1 name=${1##*/} ns needs_pid spec pid
+    local runtime=$DK_ROOT$1/runtime.json err=$DK_ROOT$DK_LOG/${1##*/}.err.log
+    spec=$DK_ROOT/run/distrokit/services/$name.json
+    prepare_bundle "$dir" >>"$err" 2>&1 || return 1
+    ns=${ns:-services.linuxkit}
+    echo "$ns" >"$DK_ROOT/run/distrokit/services/$name.ns"
+    jq --arg root "$dir/rootfs" '.root.path = $root' "$DK_ROOT$dir/config.json" >"$spec" \
+        2>>"$err" || return 1
     ctr -n "$ns" run -d --log-uri "file://$DK_LOG/$name.log" --config "$spec" "$name" \
-        >>"$DK_ROOT$DK_LOG/$name.err.log" 2>&1 || return 1
-    if needs_pid "$runtime"; then
+        >>"$err" 2>&1 || return 1
+    if [ "$needs_pid" = yes ]; then
         pid=$(ctr -n "$ns" tasks ls | awk -v n="$name" '$1 == n { print $2 }')
-        apply_interfaces "$runtime" "$pid" && apply_bindns "$runtime" "$pid"
+        apply_interfaces "$runtime" "$pid" >>"$err" 2>&1 && apply_bindns "$runtime" "$pid" >>"$err" 2>&1
     fi
 }
 
-# start_services: every directory of /containers/services, in sorted order.
+# start_one DIR: start_service and say on the console how it went; a started line gives the
+# uptime (seconds) at which the start began and ended.
+start_one() {
+    local t0 t1
+    read -r t0 _ </proc/uptime
+    if start_service "$1"; then
+        read -r t1 _ </proc/uptime
+        log "service ${1##*/}: started (uptime $t0 -> $t1 s)"
+    else
+        log "service ${1##*/}: FAILED to start; last lines of $DK_LOG/${1##*/}.err.log:"
+        tail -n 5 "$DK_ROOT$DK_LOG/${1##*/}.err.log"
+    fi
+}
+
+# start_services: every directory of /containers/services, all at once (LinuxKit's services
+# have no order among themselves); returns when each has been started or has failed (it
+# waits for those starts only: the caller's other children, containerd, keep running).
 start_services() {
+    local dir pids=""
+    mkdir -p "$DK_ROOT$DK_LOG" "$DK_ROOT/run/distrokit/services"
     for dir in "$DK_ROOT/containers/services"/*; do
         [ -d "$dir" ] || continue
-        dir=${dir#"$DK_ROOT"}
-        if start_service "$dir"; then
-            log "service $(basename "$dir"): started"
-        else
-            log "service $(basename "$dir"): FAILED to start, see $DK_LOG/$(basename "$dir").err.log"
-        fi
+        start_one "${dir#"$DK_ROOT"}" &
+        pids="$pids $!"
+    done
+    [ -z "$pids" ] || wait $pids
+}
+
+# watch_service_exits: one `ctr events` for the life of the system; prints a console line
+# when a service's task (not an exec inside it) exits. ctr prints each event as
+# `DATE TIME ZONE ZONE NAMESPACE TOPIC JSON`; exit_status is left out of the JSON when 0.
+watch_service_exits() {
+    local rest id cid status
+    ctr events 2>/dev/null | while read -r _ _ _ _ ns topic rest; do
+        [ "$topic" = /tasks/exit ] || continue
+        cid=${rest#*\"container_id\":\"} cid=${cid%%\"*}
+        id=${rest#*\"id\":\"} id=${id%%\"*}
+        [ "$id" = "$cid" ] || continue
+        status=0
+        case "$rest" in *'"exit_status":'*)
+            status=${rest#*\"exit_status\":} status=${status%%[!0-9]*} ;;
+        esac
+        log "service $cid ($ns): exited (status $status)"
     done
 }

@@ -11,6 +11,7 @@ service RUNNING, and the onshutdown container ran at poweroff.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from guest import start
@@ -19,16 +20,11 @@ from minimal_system import SERVICES, build_minimal_system, free_port, wait_http
 
 
 def _task_table(text: str) -> dict[str, str]:
-    lines = text.split("distrokit: services:", 1)[1].splitlines()
-    table: dict[str, str] = {}
-    for line in lines[1:]:
-        fields = line.split()
-        if not fields or fields[0] == "TASK":
-            continue
-        if line.startswith("distrokit:") or len(fields) != 3:
-            break
-        table[fields[0]] = fields[2]
-    return table
+    # The rows (TASK PID STATUS) between the heading and the done line; services start
+    # concurrently, so a service's own console output (getty's banner) may come in between.
+    block = text.split("distrokit: services:", 1)[1].split("distrokit: init done", 1)[0]
+    rows = re.findall(r"^(\S+)\s+\d+\s+([A-Z]+)\s*$", block, re.MULTILINE)
+    return dict(rows)
 
 
 def test_minimal_system_boots_and_serves(tmp_path: Path) -> None:

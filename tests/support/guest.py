@@ -214,6 +214,12 @@ class Boot:
     def text(self) -> str:
         return self.output.decode(errors="replace")
 
+    def send(self, line: str) -> None:
+        """Type `line` (and Enter) on the serial console (needs start(..., console_input=True))."""
+        assert self.proc.stdin is not None, "start the boot with console_input=True"
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
 
 def start(
     *args: str, debug: bool = False, env: dict[str, str] | None = None, console_input: bool = False

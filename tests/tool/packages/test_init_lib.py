@@ -171,21 +171,75 @@ def test_services_under_containerd_with_absolute_rootfs(tree: Path) -> None:
     _bundle(tree, "/containers/services/other", {"namespace": "custom.ns"})
     result = _sh(tree, "start_services")
     assert result.returncode == 0, result.stderr
-    ctr = [c for c in _calls(tree) if c.startswith("ctr")]
+    # started concurrently: the order of the calls is not fixed
+    ctr = sorted(c for c in _calls(tree) if c.startswith("ctr"))
     spec = f"{tree}/run/distrokit/services/nginx.json"
     assert ctr == [
-        "ctr -n services.linuxkit run -d --log-uri file:///var/log/nginx.log "
-        f"--config {spec} nginx",
         f"ctr -n custom.ns run -d --log-uri file:///var/log/other.log --config "
         f"{tree}/run/distrokit/services/other.json other",
+        f"ctr -n services.linuxkit run -d --log-uri file:///var/log/nginx.log "
+        f"--config {spec} nginx",
     ]
     assert json.loads(Path(spec).read_text())["root"]["path"] == "/containers/services/nginx/rootfs"
     assert "service nginx: started" in result.stdout
 
 
+def test_services_start_concurrently(tree: Path) -> None:
+    # Each stand-in `ctr run` of a service waits (up to 20 s) for the other's to have started:
+    # started one after the other, the first would give up and the start would fail.
+    (tree.parent / "bin" / "ctr").write_text(
+        RECORDER
+        + """
+me=$9; other=a; [ "$me" = a ] && other=b
+: >"$DK_ROOT/run/started-$me"
+i=0
+while [ ! -e "$DK_ROOT/run/started-$other" ]; do
+    i=$((i + 1)); [ $i -gt 200 ] && exit 1; sleep 0.1
+done
+"""
+    )
+    for name in ("a", "b"):
+        _bundle(tree, f"/containers/services/{name}", {})
+    result = _sh(tree, "start_services")
+    assert result.returncode == 0, result.stderr
+    assert "service a: started" in result.stdout
+    assert "service b: started" in result.stdout
+
+
+def test_bundle_prepared_once_per_boot(tree: Path) -> None:
+    base = "/containers/services/web"
+    _bundle(tree, base, _rw_runtime(base) | {"namespace": "custom.ns"})
+    first = _sh(tree, f"prepare_bundle {base}; echo ns=$ns")
+    again = _sh(tree, f"prepare_bundle {base}; echo ns=$ns needs_pid=$needs_pid")
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    # the second time (`service start` after `service stop`) mounts nothing more
+    assert len([c for c in _calls(tree) if c.startswith("mount")]) == 3
+    assert again.stdout.strip() == "ns=custom.ns needs_pid=no"
+
+
+def test_service_exit_lines_from_ctr_events(tree: Path) -> None:
+    # what `ctr events` prints: a task exit (status 0 is left out), an exec's exit, a start
+    (tree.parent / "bin" / "ctr").write_text(
+        """#!/bin/sh
+z="2026-01-01 10:00:00.1 +0000 UTC services.linuxkit"
+q='"'
+echo "$z /tasks/exit {${q}container_id$q:${q}nginx$q,${q}id$q:${q}nginx$q,${q}exit_status$q:137}"
+echo "$z /tasks/exit {${q}container_id$q:${q}getty$q,${q}id$q:${q}exec1$q,${q}pid$q:8}"
+echo "$z /tasks/start {${q}container_id$q:${q}rngd$q,${q}pid$q:9}"
+echo "$z /tasks/exit {${q}container_id$q:${q}rngd$q,${q}id$q:${q}rngd$q,${q}pid$q:9}"
+"""
+    )
+    result = _sh(tree, "watch_service_exits")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "distrokit: service nginx (services.linuxkit): exited (status 137)",
+        "distrokit: service rngd (services.linuxkit): exited (status 0)",
+    ]
+
+
 def test_scripts_parse(tree: Path) -> None:
     pkg = LIB.parents[1]
-    scripts = [pkg / "init" / n for n in ("init", "rc.init", "rc.shutdown", "lib.sh")]
+    scripts = [pkg / "init" / n for n in ("init", "rc.init", "rc.shutdown", "lib.sh", "service")]
     scripts += [pkg / "runc/010-onboot", pkg / "containerd/020-containerd"]
     scripts += [pkg / "getty/rungetty", pkg / "dhcpcd/dhcpcd", pkg / "dhcpcd/udhcpc-event"]
     scripts += [pkg / "poweroff/poweroff-after", pkg / "sysctl/sysctl-apply"]

@@ -1,0 +1,216 @@
+"""Power-on to a serving system: examples/minimal.yml under `distrokit run qemu`.
+
+Builds the packages and examples/minimal.yml from this tree (as the boot tests do) unless
+systems are given with --system, then boots each system --runs times (alternating between
+systems, after one untimed warm-up each) with nginx published on a free host port, and
+measures from the start of ``distrokit run qemu`` to
+
+  (a) the onboot container's line (`distrokit: onboot sysctl: exited 0`),
+  (b) nginx answering HTTP 200 on the published port,
+  (c) the init's `distrokit: init done` line.
+
+Every console line is timestamped on arrival, which gives the per-phase table (medians of
+the runs): the kernel's first line, the kernel running /init, rc.init starting (the root is
+on tmpfs by then), depmod (when the init runs it), modules loaded, onboot done, containerd
+up, each service started, init done. Writes benchmarks/results/boot_to_service.json.
+
+    .venv/bin/python benchmarks/boot_to_service.py [--runs 5] [--accel tcg]
+        [--system LABEL=PREFIX ...] [--keep DIR]
+
+--keep DIR builds the system from this tree into DIR (reused when DIR/out/minimal-kernel
+exists) so later runs can compare it with another build through --system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+# The system builder and the VM starter are shared with the boot tests rather than copied.
+sys.path.insert(0, str(ROOT / "tests" / "support"))
+
+from guest import Boot, start  # noqa: E402
+from minimal_system import build_minimal_system, free_port  # noqa: E402
+
+from benchlib import write_result  # noqa: E402
+
+ONBOOT_LINE = "distrokit: onboot sysctl: exited 0"
+DONE_LINE = "distrokit: init done"
+# Milestones read from the console, in boot order: (phase name, pattern). A pattern with a
+# group names one milestone per match (each service).
+MILESTONES: tuple[tuple[str, str], ...] = (
+    ("kernel: first line", r"^\[\s*0\.0+\] Linux version"),
+    ("kernel runs /init", r"Run /init as init process"),
+    ("rc.init starts", r"^distrokit: rc.init: starting"),
+    ("depmod at boot", r"^distrokit: depmod done"),
+    ("modules loaded", r"^distrokit: modules:"),
+    ("onboot done", r"^distrokit: onboot done|^" + re.escape(ONBOOT_LINE)),
+    ("containerd up", r"^distrokit: containerd up"),
+    ("service {} started", r"^distrokit: service (\S+): started"),
+    ("services listed", r"^distrokit: services:"),
+    ("init done", r"^" + re.escape(DONE_LINE)),
+)
+
+
+@dataclass
+class Run:
+    """One boot: when each milestone's line arrived, seconds since `distrokit run qemu`."""
+
+    at: dict[str, float] = field(default_factory=dict)
+    onboot: float = 0.0
+    http: float = 0.0
+    done: float = 0.0
+
+
+def _milestone(line: str) -> str | None:
+    for name, pattern in MILESTONES:
+        match = re.search(pattern, line)
+        if match:
+            return name.format(*match.groups()) if match.groups() else name
+    return None
+
+
+def _poll_http(url: str, boot: Boot, result: dict[str, float], stop: threading.Event) -> None:
+    while not stop.is_set() and boot.proc.poll() is None:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                result["http"] = time.monotonic() - boot.started
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+
+
+def one_boot(prefix: str, accel: str, timeout: float) -> Run:
+    """Boot `prefix` once; time the milestones, nginx's first 200 and the done line."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as state:
+        boot = start("--accel", accel, "--publish", f"{port}:80", "--state", state, prefix)
+        http: dict[str, float] = {}
+        stop = threading.Event()
+        poller = threading.Thread(
+            target=_poll_http, args=(f"http://127.0.0.1:{port}/", boot, http, stop), daemon=True
+        )
+        poller.start()
+        run = Run()
+        try:
+            assert boot.proc.stdout is not None
+            fd = boot.proc.stdout.fileno()
+            os.set_blocking(fd, False)
+            pending = b""
+            deadline = time.monotonic() + timeout
+            while not (run.done and "http" in http):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{prefix}: not serving within {timeout}s:\n{boot.text()}")
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                    continue
+                if not chunk:
+                    raise SystemExit(f"{prefix}: VM ended early:\n{boot.text()}")
+                now = time.monotonic() - boot.started
+                boot.output += chunk
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace").strip("\r")
+                    name = _milestone(line)
+                    if name is not None:
+                        run.at.setdefault(name, now)
+                    if line.startswith(ONBOOT_LINE):
+                        run.onboot = now
+                    if line.startswith("distrokit:") and "FAILED" in line:
+                        deadline = min(deadline, time.monotonic() + 5)
+                    if line.startswith(DONE_LINE):
+                        run.done = now
+        finally:
+            stop.set()
+            boot.stop()
+        run.http = http["http"]
+        return run
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def summarize(label: str, prefix: str, runs: list[Run]) -> dict[str, object]:
+    """Medians of (a)/(b)/(c) and of each milestone seen in every run, in arrival order."""
+    names = [n for n in runs[0].at if all(n in r.at for r in runs)]
+    names.sort(key=lambda n: statistics.median(r.at[n] for r in runs))
+    phases = []
+    previous = 0.0
+    for name in names:
+        at = _median([r.at[name] for r in runs])
+        phases.append({"phase": name, "median_at_s": at, "took_s": round(at - previous, 2)})
+        previous = at
+    return {
+        "system": label,
+        "prefix": prefix,
+        "runs": len(runs),
+        "median_onboot_s": _median([r.onboot for r in runs]),
+        "median_http_s": _median([r.http for r in runs]),
+        "median_done_s": _median([r.done for r in runs]),
+        "http_s": [round(r.http, 2) for r in runs],
+        "phases": phases,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--accel", default="tcg", choices=("auto", "tcg", "kvm"))
+    parser.add_argument("--system", action="append", default=[], metavar="LABEL=PREFIX")
+    parser.add_argument("--keep", type=Path, metavar="DIR")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args()
+    systems: list[tuple[str, str]] = [tuple(s.split("=", 1)) for s in args.system]  # type: ignore[misc]
+    with tempfile.TemporaryDirectory() as tmp:
+        if not systems or args.keep:
+            work = args.keep or Path(tmp)
+            built = work / "out" / "minimal"
+            if not Path(f"{built}-kernel").exists():
+                work.mkdir(parents=True, exist_ok=True)
+                built = build_minimal_system(work, overlay=None)
+            systems.append(("tree", str(built)))
+        for _, prefix in systems:
+            one_boot(prefix, args.accel, args.timeout)  # warm-up: caches
+        runs: dict[str, list[Run]] = {label: [] for label, _ in systems}
+        for _ in range(args.runs):
+            for label, prefix in systems:
+                runs[label].append(one_boot(prefix, args.accel, args.timeout))
+    results = [summarize(label, prefix, runs[label]) for label, prefix in systems]
+    report = {
+        "benchmark": "boot_to_service",
+        "accel": args.accel,
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load": os.getloadavg()},
+        "results": results,
+    }
+    for r in results:
+        print(
+            f"\n{r['system']}: onboot {r['median_onboot_s']:.2f}s, nginx answers "
+            f"{r['median_http_s']:.2f}s, init done {r['median_done_s']:.2f}s "
+            f"(medians of {r['runs']}; nginx per run: {r['http_s']})"
+        )
+        print(f"  {'phase':<28} {'at (median)':>11} {'took':>7}")
+        for p in r["phases"]:  # type: ignore[attr-defined]
+            print(f"  {p['phase']:<28} {p['median_at_s']:>10.2f}s {p['took_s']:>6.2f}s")
+    write_result("boot_to_service", report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
