@@ -35,7 +35,8 @@ from distrokit.config.load import load_config
 ROOT = Path(__file__).resolve().parents[2]
 # LinuxKit's example names served here (minimal.yml has its own boot tests)
 EXAMPLES = ("getty", "logging", "node_exporter", "static-ip", "swap", "dm-crypt", "sshd",
-            "addbinds", "redis-os", "wireguard", "dm-crypt-loop", "volumes", "docker")  # fmt: skip
+            "addbinds", "redis-os", "wireguard", "dm-crypt-loop", "volumes", "docker",
+            "containerd-debug")  # fmt: skip
 INIT_DONE = "distrokit: init done"
 KEY = "a secret of at least 32 bytes!!!"
 PROBE = "distrokit-dm-crypt-probe-text"
@@ -274,3 +275,19 @@ def test_docker_example_runs_dockerd_on_its_formatted_disk(
     assert "/dev/vda1 /var/lib/docker ext4" in out, out
     assert re.search(r"docker-state=[1-9]", out), out  # dockerd made its state there
     assert re.search(r"DOCKER\s+\d+\s+RUNNING", out), out
+
+
+def test_containerd_debug_example_logs_containerd_at_trace_level(
+    built: Path, boots: list[Boot]
+) -> None:
+    boot = _boot(boots, built / "containerd-debug", console_input=True)
+    # values the guest's shell computes, so the echoed command line cannot match them
+    out = boot.shell(
+        'echo "args=$(tr "\\0" , </proc/$(pidof containerd)/cmdline)'
+        " debug=$(grep -c -e level=debug -e level=trace /var/log/containerd.err.log)"
+        ' default=$(ls /var/log/containerd.log 2>/dev/null | grep -c .)"'
+    )
+    found = re.search(r"args=(\S+) debug=(\d+) default=(\d+)", out)
+    assert found, out
+    assert found[1].endswith(",--log-level,trace,"), out
+    assert int(found[2]) > 0 and found[3] == "0", out
