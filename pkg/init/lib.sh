@@ -17,11 +17,29 @@ log() {
     echo "distrokit: $*"
 }
 
+# host_path PATH: sets hp to where a runtime.json path is on the host (no subshell: this runs
+# for every mount at boot). As in LinuxKit, a relative path (a mount's destination, a mkdir)
+# is inside the container's rootfs: $bundle/rootfs, with bundle set by prepare_bundle.
+host_path() {
+    case "$1" in
+    /*) hp=$DK_ROOT$1 ;;
+    *) hp=$DK_ROOT$bundle/rootfs/$1 ;;
+    esac
+}
+
+# make_dir PATH: runtime.json's "mkdir" entry.
+make_dir() {
+    host_path "$1"
+    mkdir -p "$hp"
+}
+
 # mount_one DEST TYPE SOURCE OPTIONS: one runtime.json mount. Propagation flags are applied
 # with their own `mount --make-FLAG` call, as the kernel requires; "remount" alone only changes
 # propagation.
 mount_one() {
-    local dest=$DK_ROOT$1 type=$2 src=$3 opts=$4 rest="" props="" only_remount=yes
+    local dest type=$2 src=$3 opts=$4 rest="" props="" only_remount=yes
+    host_path "$1"
+    dest=$hp
     local old_ifs=$IFS opt prop
     mkdir -p "$dest"
     IFS=,
@@ -54,14 +72,15 @@ mount_one() {
 # bundle_plan RUNTIME_JSON: one jq pass over runtime.json that prints shell code for
 # prepare_bundle and start_service to eval: first a line `ns=... needs_pid=...` (the
 # containerd namespace, empty for the default; yes when interfaces or bindNS need the
-# container's pid between create and start), then the "mkdir" directories, the "mounts" in
-# order and the "cgroups" directories. Every value is quoted with @sh. One process per
+# container's pid between create and start), then the "mounts" in order, the "mkdir"
+# directories (after the mounts, as LinuxKit, so a directory can be made in a mount) and the
+# "cgroups" directories. Every value is quoted with @sh. One process per
 # bundle: the boot runs this once for every container.
 bundle_plan() {
     jq -r '@sh "ns=\(.namespace // "") needs_pid=\(if ((.interfaces // []) | length) +
             ([(.bindNS // {})[] | select(. != "")] | length) > 0 then "yes" else "no" end)",
-        (.mkdir[]? | select(. != "") | @sh "mkdir -p \"$DK_ROOT\"\(.)"),
         (.mounts[]? | @sh "mount_one \(.destination) \(.type // "") \(.source // "") \((.options // []) | join(","))" + " || return 1"),
+        (.mkdir[]? | select(. != "") | @sh "make_dir \(.)"),
         (.cgroups[]? | select(. != "") | @sh "mkdir -p \"$DK_ROOT/sys/fs/cgroup/\"\(.)")' "$1"
 }
 
@@ -97,6 +116,7 @@ apply_bindns() {
 # mounts would stack otherwise): `service start` after `service stop` reuses it.
 prepare_bundle() {
     local runtime=$DK_ROOT$1/runtime.json plan done_mark=$DK_ROOT/run/distrokit/prepared$1
+    local bundle=$1
     ns="" needs_pid=no
     [ -f "$runtime" ] || return 0
     plan=$(bundle_plan "$runtime") || return 1

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # LinuxKit's example names served here (minimal.yml has its own boot tests)
 EXAMPLES = ("getty", "logging", "node_exporter", "static-ip", "swap", "dm-crypt", "sshd",
             "addbinds", "redis-os", "wireguard", "dm-crypt-loop", "volumes", "docker",
-            "containerd-debug")  # fmt: skip
+            "containerd-debug", "hostmount-writeable-overlay")  # fmt: skip
 INIT_DONE = "distrokit: init done"
 KEY = "a secret of at least 32 bytes!!!"
 PROBE = "distrokit-dm-crypt-probe-text"
@@ -291,3 +291,21 @@ def test_containerd_debug_example_logs_containerd_at_trace_level(
     assert found, out
     assert found[1].endswith(",--log-level,trace,"), out
     assert int(found[2]) > 0 and found[3] == "0", out
+
+
+def test_hostmount_writeable_overlay_example_writes_privately_over_the_host_etc(
+    built: Path, boots: list[Boot]
+) -> None:
+    boot = _boot(boots, built / "hostmount-writeable-overlay", console_input=True)
+    # values the guest's shell computes, so the echoed command line cannot match them
+    out = boot.shell(
+        "echo changed >/writeable-host-etc/from-getty; "
+        'echo "mine=$(cat /writeable-host-etc/from-getty)'
+        " upper=$(cat /run/hostetc/upper/from-getty)"
+        " host=$(ls /proc/1/root/etc/from-getty 2>/dev/null | grep -c .)"
+        ' inittab=$(grep -c sysinit /writeable-host-etc/inittab)"'
+    )
+    found = re.search(r"mine=(\S+) upper=(\S+) host=(\d+) inittab=(\d+)", out)
+    assert found, out
+    # the host's /etc shows through, the write lands in the upper layer, not in the host's /etc
+    assert found.groups()[:3] == ("changed", "changed", "0") and int(found[4]) > 0, out

@@ -136,6 +136,32 @@ def test_readonly_bind_mount(tree: Path) -> None:
     assert _calls(tree) == [f"mount -o bind {base}/rootfs {tree}{base}/rootfs"]
 
 
+def test_relative_mount_and_mkdir_are_inside_the_rootfs(tree: Path) -> None:
+    # LinuxKit's hostmount-writeable-overlay: a writable overlay of the host's /etc at
+    # `writeable-host-etc` inside the container
+    base = "/containers/services/getty"
+    overlay = ["rw", "lowerdir=/etc", "upperdir=/run/hostetc/upper", "workdir=/run/hostetc/work"]
+    runtime = {
+        "mounts": [
+            {"destination": f"{base}/rootfs", "source": f"{base}/rootfs", "options": ["bind"]},
+            {"destination": "writeable-host-etc", "type": "overlay", "source": "overlay",
+             "options": overlay},
+        ],
+        "mkdir": ["made/inside", "/run/on-host"],
+    }  # fmt: skip
+    _bundle(tree, base, runtime)
+    result = _sh(tree, f"prepare_bundle {base}")
+    assert result.returncode == 0, result.stderr
+    r = str(tree)
+    assert _calls(tree) == [
+        f"mount -o bind {base}/rootfs {r}{base}/rootfs",
+        f"mount -t overlay -o {','.join(overlay)} overlay {r}{base}/rootfs/writeable-host-etc",
+    ]
+    assert (tree / "run/hostetc/upper").is_dir() and (tree / "run/hostetc/work").is_dir()
+    assert (tree / base.lstrip("/") / "rootfs/made/inside").is_dir()
+    assert (tree / "run/on-host").is_dir()
+
+
 def test_onboot_in_order_failure_logged_rest_still_run(tree: Path) -> None:
     _bundle(tree, "/containers/onboot/000-first", {}, status=3)
     _bundle(tree, "/containers/onboot/001-second", {}, status=0)
