@@ -8,6 +8,7 @@ scripts/setup.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,15 @@ from distrokit.host import Host
 _TIERS = ("unit", "tool", "boot", "fuzz")
 
 pytest_plugins = ["registry"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The tests that press Ctrl-C (SIGINT) on a distrokit command need it to arrive as a
+    # user's shell delivers it. A suite started as a background job of a non-interactive
+    # shell inherits SIGINT *ignored*, and an ignored signal stays ignored in every program
+    # it starts; a handled one is reset to the default at exec. So handle it here.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
