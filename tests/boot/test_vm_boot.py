@@ -229,6 +229,13 @@ def test_exec_stop_start_kill_and_rm(vm: Env) -> None:
     proc = vm.run("exec", vm_id[:6], "sh", "-c", "echo kept >/data.txt; sync; echo e >&2; exit 5")
     assert (proc.returncode, proc.stdout, proc.stderr) == (5, "", "e\n")
     assert vm.ok("exec", "keeper", "cat", "/data.txt") == "kept\n"
+    # the VM init's modules are lean: loaded (ext4 is the root), without their BTF
+    btf = "for f in vmlinux ext4 virtio_net; do [ -e /sys/kernel/btf/$f ] && echo $f; done"
+    loaded = "while read -r m _; do [ $m = ext4 ] && echo loaded; done </proc/modules"
+    assert vm.ok("exec", "keeper", "sh", "-c", f"{btf}; {loaded}; :").split() == [
+        "vmlinux",
+        "loaded",
+    ]
     # stop (the workload gets SIGTERM) and start again on the same disk
     vm.ok("stop", "keeper")
     assert vm.ok("ps", "-q").split() == []

@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import select
+import shutil
 import subprocess
 import tempfile
 import time
@@ -65,9 +66,17 @@ def tsc_khz() -> int | None:
     return None
 
 
-def cache_key(host: Host, qemu: str) -> str:
-    """What the probe answer depends on: host kernel, QEMU version, /dev/kvm, CPU flags."""
-    version = host.output([qemu, "--version"]).splitlines()[0].strip()
+def cache_key(qemu: str) -> str:
+    """What the probe answer depends on: host kernel, the QEMU binary, /dev/kvm, CPU flags.
+
+    The binary is named by its path, size and mtime (an upgrade changes them) rather than by
+    asking it ``--version``: a process at every VM start, ~30 ms of the time to boot."""
+    found = Path(shutil.which(qemu) or qemu)
+    try:
+        st = found.stat()
+        version = f"{found.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    except OSError:
+        version = qemu
     kvm = "kvm" if Path("/dev/kvm").exists() else "no-kvm"
     return "|".join((platform.release(), version, kvm, " ".join(KVM_CPU_ARGS)))
 
@@ -137,7 +146,7 @@ def choose_accel(
     if not Path("/dev/kvm").exists():
         return AccelAnswer(accel="tcg", reason="no /dev/kvm")
     path = (cache or cache_dir()) / "accel.json"
-    key = cache_key(host, qemu)
+    key = cache_key(qemu)
     try:
         known = json.loads(path.read_text())
     except (OSError, ValueError):

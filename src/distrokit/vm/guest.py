@@ -60,12 +60,15 @@ ln -s . "$rel"
 while read -r mod; do echo "$mod:"; done </lib/modules/order >"$rel/modules.dep"
 mods=
 while read -r mod; do m=${mod##*/}; mods="$mods ${m%.ko}"; done </lib/modules/order
-[ -z "$mods" ] || modprobe -a $mods
 die() {
     echo "distrokit-vm: $*" >&2
     s=$(port_of @STATUS@); [ -n "$s" ] && echo 127 >"$s"
     poweroff -f
 }
+# The modules carry no signature (distrokit.formats.rootfinder.lean_module): a kernel that
+# enforces signatures refuses them.
+[ -z "$mods" ] || modprobe -a $mods || die "the kernel refused the VM init's modules" \
+    "(does it enforce module signatures?)"
 find_disks() {
     for b in /sys/block/vd*; do
         [ -e "$b/serial" ] || continue
@@ -192,6 +195,8 @@ if [ -n "$ids" ]; then
 else
     set -- "$prog" "$@"
 fi
+# chroot starts the program in the image's /: a shell only to enter another directory
+[ "$workdir" = / ] && exec /bin/chroot /root "$@"
 exec /bin/chroot /root "$bb" sh -c 'cd "$0" && exec "$@"' "$workdir" "$@"
 """
 

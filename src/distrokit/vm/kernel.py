@@ -78,6 +78,7 @@ class VmKernel:
                     init=guest.init_script(),
                     programs={"bin/dk-exec": guest.EXEC},
                     compress=False,
+                    lean=True,
                 )
             except BuildError as err:
                 raise VmError(f"kernel {self.reference}: {err.message}", hint=err.hint) from err
@@ -91,8 +92,9 @@ class VmKernel:
 
 def init_version() -> str:
     """What the initramfs depends on besides the kernel: the VM init's scripts, its module
-    list and the host's busybox (a Debian update of busybox-static makes a new one)."""
-    h = hashlib.sha256()
+    list, how its modules are written and the host's busybox (a Debian update of
+    busybox-static makes a new one)."""
+    h = hashlib.sha256(b"lean modules\0")
     for part in (guest.init_script(), guest.EXEC, " ".join(guest.VM_MODULES)):
         h.update(part.encode() + b"\0")
     h.update(BUSYBOX.read_bytes())

@@ -101,7 +101,7 @@ def test_auto_accel_probes_once_then_uses_the_cache(tmp_path: Path) -> None:
     assert first.accel in ("kvm", "tcg")
     assert len(host.started) == 1 and "kvm" in host.started[0]
     cached = json.loads((tmp_path / "accel.json").read_text())
-    assert cached[accel.cache_key(host, qemu)]["accel"] == first.accel
+    assert cached[accel.cache_key(qemu)]["accel"] == first.accel
     second = accel.choose_accel(host, qemu, "auto", _debian_kernel(), cache=tmp_path)
     assert second.accel == first.accel and second.reason.startswith("cached:")
     assert len(host.started) == 1

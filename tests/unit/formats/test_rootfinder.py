@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import lzma
+import struct
 import subprocess
 import sys
 import tarfile
@@ -234,3 +235,70 @@ def test_staging_refuses_what_no_file_system_holds_with_an_error(
     tar = _link_tar(tmp_path / "bad.tar", members)
     with pytest.raises(BuildError, match=message):
         staging.unpack_rootfs(tar, tmp_path / "root", epoch=5)
+
+
+_SHDR = "<IIQQQQIIQQ"  # an ELF64 section header
+
+
+def _elf(sections: list[tuple[str, bytes]]) -> bytes:
+    """A little-endian ELF64 relocatable object holding `sections` (name, bytes)."""
+    names = b"\0" + b"".join(n.encode() + b"\0" for n, _ in sections) + b".shstrtab\0"
+    body = bytearray(64)
+    offsets = []
+    for _, data in sections:
+        offsets.append(len(body))
+        body += data
+    names_at = len(body)
+    body += names
+    headers = bytearray(64)  # section 0: the null section
+    name = 1
+    for (label, data), offset in zip(sections, offsets, strict=True):
+        headers += struct.pack(_SHDR, name, 1, 0, 0, offset, len(data), 0, 0, 1, 0)
+        name += len(label) + 1
+    headers += struct.pack(_SHDR, name, 3, 0, 0, names_at, len(names), 0, 0, 1, 0)
+    count = len(sections) + 2
+    fields = (1, 62, 1, 0, 0, len(body), 0, 64, 0, 0, 64, count, count - 1)
+    body[:64] = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", *fields)
+    return bytes(body + headers)
+
+
+def _section_names(elf: bytes) -> list[str]:
+    shoff, shnum, shstrndx = struct.unpack_from("<Q", elf, 0x28)[0], elf[0x3C], elf[0x3E]
+    table = struct.unpack_from(_SHDR, elf, shoff + shstrndx * 64)[4]
+    out = []
+    for i in range(1, shnum):
+        at = table + struct.unpack_from(_SHDR, elf, shoff + i * 64)[0]
+        out.append(elf[at : elf.index(b"\0", at)].decode())
+    return out
+
+
+def _signed(data: bytes) -> bytes:
+    signature = b"S" * 300
+    info = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(signature).to_bytes(4, "big")
+    return data + signature + info + rootfinder.SIG_MAGIC
+
+
+def test_lean_module_drops_the_signature_and_hides_the_btf() -> None:
+    elf = _elf([(".text", b"\x90" * 32), (".BTF", b"\x9f\xeb" * 40), (".modinfo", b"x=1\0")])
+    assert _section_names(elf) == [".text", ".BTF", ".modinfo", ".shstrtab"]
+    lean = rootfinder.lean_module(_signed(elf))
+    assert len(lean) == len(elf)
+    # the kernel finds module BTF by the name ".BTF": the section keeps its bytes, not its name
+    assert _section_names(lean) == [".text", "", ".modinfo", ".shstrtab"]
+    assert lean.count(b"\x9f\xeb" * 40) == 1
+    changed = [i for i in range(len(elf)) if elf[i] != lean[i]]
+    assert len(changed) <= 4  # one sh_name, nothing else moved
+    # a module without BTF only loses its signature; anything not ELF64 LE is left as it is
+    plain = _elf([(".text", b"\x90")])
+    assert rootfinder.lean_module(_signed(plain)) == plain
+    assert rootfinder.lean_module(b"not an ELF") == b"not an ELF"
+
+
+def test_lean_initrd_writes_lean_modules(tmp_path: Path) -> None:
+    rel = "lib/modules/6.1.0-test"
+    module = _signed(_elf([(".BTF", b"btf"), (".modinfo", b"depends=\0")]))
+    tar = _tar(tmp_path / "root.tar", [(f"{rel}/kernel/fs/a/a.ko", module, None)])
+    files = _names(rootfinder.rootfinder_initrd(tar, epoch=0, modules=("a",), lean=True))
+    assert files["lib/modules/kernel/fs/a/a.ko"] == rootfinder.lean_module(module) != module
+    files = _names(rootfinder.rootfinder_initrd(tar, epoch=0, modules=("a",)))
+    assert files["lib/modules/kernel/fs/a/a.ko"] == module
