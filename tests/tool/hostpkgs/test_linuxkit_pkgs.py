@@ -86,14 +86,12 @@ def test_label_has_linuxkit_semantics(caches: tuple[Cache, Cache], name: str) ->
         assert label.get(key) == value, f"{name}: {key} = {label.get(key)!r}"
 
 
-def _chroot(
-    root: Path, *argv: str, ns: str = "-m", **kw: object
-) -> subprocess.CompletedProcess[str]:
+def _chroot(root: Path, *argv: str, ns: str = "-m") -> subprocess.CompletedProcess[str]:
     if os.geteuid() != 0:
         pytest.fail("this test runs the images' programs in a chroot: run it as root")
     return subprocess.run(
         ["unshare", ns, "chroot", str(root), *argv],
-        capture_output=True, text=True, timeout=60, check=False, **kw,  # type: ignore[call-overload]
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
 
