@@ -105,37 +105,31 @@ def one_boot(prefix: str, accel: str, timeout: float) -> Run:
         )
         poller.start()
         run = Run()
+        failed: list[float] = []  # when the first FAILED line arrived (monotonic)
+
+        def on_line(at: float, line: str) -> None:
+            name = _milestone(line)
+            if name is not None:
+                run.at.setdefault(name, at)
+            if line.startswith(ONBOOT_LINE):
+                run.onboot = at
+            if line.startswith("distrokit:") and "FAILED" in line:
+                failed.append(time.monotonic())
+            if line.startswith(DONE_LINE):
+                run.done = at
+
+        def serving() -> bool:
+            if run.done and "http" in http:
+                return True
+            # a failed service or onboot step: give the console 5 s more to say why
+            if failed and time.monotonic() > failed[0] + 5:
+                raise SystemExit(f"{prefix}: not serving, a step FAILED:\n{boot.text()}")
+            return False
+
         try:
-            assert boot.proc.stdout is not None
-            fd = boot.proc.stdout.fileno()
-            os.set_blocking(fd, False)
-            pending = b""
-            deadline = time.monotonic() + timeout
-            while not (run.done and "http" in http):
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{prefix}: not serving within {timeout}s:\n{boot.text()}")
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
-                    time.sleep(0.01)
-                    continue
-                if not chunk:
-                    raise SystemExit(f"{prefix}: VM ended early:\n{boot.text()}")
-                now = time.monotonic() - boot.started
-                boot.output += chunk
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    line = raw.decode(errors="replace").strip("\r")
-                    name = _milestone(line)
-                    if name is not None:
-                        run.at.setdefault(name, now)
-                    if line.startswith(ONBOOT_LINE):
-                        run.onboot = now
-                    if line.startswith("distrokit:") and "FAILED" in line:
-                        deadline = min(deadline, time.monotonic() + 5)
-                    if line.startswith(DONE_LINE):
-                        run.done = now
+            boot.wait_until(serving, timeout, "nginx answering and the done line", on_line)
+        except AssertionError as err:
+            raise SystemExit(f"{prefix}: {err}") from err
         finally:
             stop.set()
             boot.stop()
@@ -177,7 +171,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, metavar="DIR")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    systems: list[tuple[str, str]] = [tuple(s.split("=", 1)) for s in args.system]  # type: ignore[misc]
+    systems: list[tuple[str, str]] = [tuple(s.split("=", 1)) for s in args.system]
     with tempfile.TemporaryDirectory() as tmp:
         if not systems or args.keep:
             work = args.keep or Path(tmp)

@@ -10,11 +10,13 @@ body and powers off. Files are named NAME-kernel, NAME-initrd.img and NAME-cmdli
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,25 +147,52 @@ class Boot:
     started: float
     output: bytearray = field(default_factory=bytearray)
     typed: int = 0
+    # where the console line that has not ended yet starts in `output`
+    _line_start: int = field(default=0, init=False, repr=False)
 
     def wait_for(self, text: str, timeout: float) -> float:
         """Read the console until `text` appears; seconds since start. Fails on exit/timeout."""
+        self.wait_until(lambda: text.encode() in self.output, timeout, repr(text))
+        return time.monotonic() - self.started
+
+    def wait_until(
+        self,
+        done: Callable[[], bool],
+        timeout: float,
+        what: str,
+        on_line: Callable[[float, str], None] | None = None,
+    ) -> None:
+        """Read the console until `done()` is true (asked after every read, and at least every
+        20 ms while the console is quiet); fails when the VM ends or `timeout` passes first,
+        naming `what` it waited for. `on_line(at, line)` is called for each console line that
+        ends during the call (without its line end), `at` being the seconds since start at
+        which the chunk that ended it arrived."""
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         os.set_blocking(fd, False)
-        while text.encode() not in self.output:
+        while not done():
             if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} within {timeout}s; output:\n{self.text()}")
+                raise AssertionError(f"no {what} within {timeout}s; output:\n{self.text()}")
+            # select wakes on the first byte, so a line's arrival time is not a poll late
+            if not select.select([fd], [], [], 0.02)[0]:
+                continue
             try:
                 chunk = os.read(fd, 65536)
             except BlockingIOError:
-                time.sleep(0.02)
                 continue
             if not chunk:
-                raise AssertionError(f"VM ended before {text!r}; output:\n{self.text()}")
+                raise AssertionError(f"VM ended before {what}; output:\n{self.text()}")
+            at = time.monotonic() - self.started
             self.output += chunk
-        return time.monotonic() - self.started
+            end = self.output.rfind(b"\n")
+            if end < self._line_start:
+                continue
+            lines = self.output[self._line_start : end].split(b"\n")
+            self._line_start = end + 1
+            if on_line is not None:
+                for line in lines:
+                    on_line(at, line.decode(errors="replace").strip("\r"))
 
     def shell(self, command: str, timeout: float = 120) -> str:
         """Type `command` into the root shell on the guest's console (a getty with

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from guest import host_kernel
-from hosttools import require_tools
+from hosttools import build_twice
 
-from distrokit.cli import main
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform
 
@@ -25,18 +24,9 @@ DRIVERS = ("carl9170", "ath9k_htc", "isci", "usbdux", "usbduxfast", "usbduxsigma
            "keyspan_pda", "pcnet_cs")  # fmt: skip
 
 
-def _build(directory: Path) -> Cache:
-    assert (
-        main(["pkg", "build", "--hash", HASH, "--cache", str(directory), str(PKG / "firmware")])
-        == 0
-    )
-    return Cache(directory)
-
-
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cache, Cache]:
-    require_tools("apt-get", "apt-cache", "dpkg-deb")
-    return _build(tmp_path_factory.mktemp("first")), _build(tmp_path_factory.mktemp("second"))
+    return build_twice(tmp_path_factory, HASH, PKG / "firmware")
 
 
 @pytest.fixture(scope="module")

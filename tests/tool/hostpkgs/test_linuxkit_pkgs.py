@@ -14,10 +14,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from hosttools import require_tools
+from hosttools import build_twice, require_tools
 from registry import free_port
 
-from distrokit.cli import main
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import host_platform
 
@@ -54,17 +53,10 @@ LABELS: dict[str, dict[str, object]] = {
 }
 
 
-def _build(directory: Path) -> Cache:
-    dirs = [str(PKG / name) for name in NAMES]
-    assert main(["pkg", "build", "--hash", HASH, "--cache", str(directory), *dirs]) == 0
-    return Cache(directory)
-
-
 @pytest.fixture(scope="module")
 def caches(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cache, Cache]:
     """Every package built twice, into two empty caches."""
-    require_tools("apt-get", "apt-cache", "dpkg-deb")
-    return _build(tmp_path_factory.mktemp("first")), _build(tmp_path_factory.mktemp("second"))
+    return build_twice(tmp_path_factory, HASH, *(PKG / name for name in NAMES))
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +86,12 @@ def test_label_has_linuxkit_semantics(caches: tuple[Cache, Cache], name: str) ->
         assert label.get(key) == value, f"{name}: {key} = {label.get(key)!r}"
 
 
-def _chroot(
-    root: Path, *argv: str, ns: str = "-m", **kw: object
-) -> subprocess.CompletedProcess[str]:
+def _chroot(root: Path, *argv: str, ns: str = "-m") -> subprocess.CompletedProcess[str]:
     if os.geteuid() != 0:
         pytest.fail("this test runs the images' programs in a chroot: run it as root")
     return subprocess.run(
         ["unshare", ns, "chroot", str(root), *argv],
-        capture_output=True, text=True, timeout=60, check=False, **kw,  # type: ignore[call-overload]
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
 
 
