@@ -33,6 +33,7 @@ from distrokit.arch import kernel_arch
 from distrokit.errors import RunError, UsageError
 from distrokit.host import Host, terminate
 from distrokit.runners import accel as accel_mod
+from distrokit.runners import initrd as initrd_mod
 from distrokit.runners import pvh, state
 from distrokit.runners.config import BootMode, Console, NetMode, RunConfig
 
@@ -279,7 +280,8 @@ def qemu_argv(run: RunConfig, facts: HostFacts) -> list[str]:
 
 def prepare(host: Host, run: RunConfig) -> tuple[RunConfig, HostFacts]:
     """Do the side effects a run needs (state dir, MAC, disks, metadata CD, OVMF variables,
-    PVH kernel extraction, accelerator choice) and return the resolved config and facts."""
+    PVH kernel extraction, accelerator choice, under TCG the initrd uncompressed:
+    `distrokit.runners.initrd`) and return the resolved config and facts."""
     machine = check(run)
     qemu = qemu_binary(run)
     host.check_tools([qemu])
@@ -308,6 +310,10 @@ def prepare(host: Host, run: RunConfig) -> tuple[RunConfig, HostFacts]:
         probe = kernel or accel_mod.default_probe_kernel()
         answer = accel_mod.choose_accel(host, qemu, run.accel, probe)
     log.debug("accelerator %s: %s", answer.accel, answer.reason)
+    initrd = run.source.initrd
+    if initrd is not None and answer.accel == "tcg":
+        plain = initrd_mod.plain_initrd(initrd, accel_mod.cache_dir() / "initrd", run.mem_mb)
+        run = replace(run, source=replace(run.source, initrd=plain))
     pvh_kernel = None
     if run.pvh and kernel is not None and run.source.mode is BootMode.KERNEL:
         pvh_kernel = pvh.pvh_kernel(kernel, accel_mod.cache_dir() / "vmlinux")
