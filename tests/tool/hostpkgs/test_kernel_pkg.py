@@ -1,5 +1,6 @@
 """pkg/kernel: the modules a distrokit system needs on QEMU and on vSphere are in /kernel.tar,
-each with the modules it depends on (read from the module's own ``depends=``)."""
+each with the modules it depends on (read from the module's own ``depends=``), and the
+modules.dep and modules.alias made at build time index exactly those (no depmod at boot)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ WANTED = ("virtio_blk", "virtio_net", "virtio_scsi", "e1000", "vmw_pvscsi", "vmx
 
 
 @pytest.fixture(scope="module")
-def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
-    """Module name -> .ko bytes from the built package's /kernel.tar."""
+def kernel_tar(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """Every file of the built package's /kernel.tar by name."""
     require_tools("apt-get", "apt-cache", "dpkg-deb")
     cache_dir = tmp_path_factory.mktemp("kernel-images")
     args = ["pkg", "build", "--hash", "kernel-tool-test", "--cache", str(cache_dir)]
@@ -43,11 +44,21 @@ def modules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     out = {}
     with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
         for member in tar:
-            if member.isfile() and member.name.endswith(".ko"):
+            if member.isfile():
                 data = tar.extractfile(member)
                 assert data is not None
-                out[Path(member.name).name.removesuffix(".ko").replace("-", "_")] = data.read()
+                out[member.name] = data.read()
     return out
+
+
+def _name(path: str) -> str:
+    return Path(path).name.removesuffix(".ko").replace("-", "_")
+
+
+@pytest.fixture(scope="module")
+def modules(kernel_tar: dict[str, bytes]) -> dict[str, bytes]:
+    """Module name -> .ko bytes from the built package's /kernel.tar."""
+    return {_name(name): data for name, data in kernel_tar.items() if name.endswith(".ko")}
 
 
 def _depends(ko: bytes) -> list[str]:
@@ -68,3 +79,26 @@ def test_every_shipped_module_has_its_dependencies(modules: dict[str, bytes]) ->
         if any(dep not in modules for dep in _depends(ko))
     }
     assert lacking == {}
+
+
+def test_modules_dep_indexes_exactly_the_shipped_modules(kernel_tar: dict[str, bytes]) -> None:
+    (dep_path,) = [name for name in kernel_tar if name.endswith("/modules.dep")]
+    base = dep_path.removesuffix("modules.dep")
+    deps = {}
+    for line in kernel_tar[dep_path].decode().splitlines():
+        mod, _, rest = line.partition(":")
+        deps[mod] = rest.split()
+    shipped = {name.removeprefix(base) for name in kernel_tar if name.endswith(".ko")}
+    assert set(deps) == shipped
+    assert not {dep for listed in deps.values() for dep in listed} - shipped
+    # modules.dep lists every dependency, direct (the module's depends=) or not
+    for mod, listed in deps.items():
+        names = {_name(dep) for dep in listed}
+        direct = _depends(kernel_tar[base + mod])
+        assert set(direct) <= names, mod
+        for dep in listed:
+            assert set(deps[dep]) <= set(listed), f"{mod}: {dep}'s dependencies"
+    # the coldplug loads virtio_net for the virtio NIC's modalias through modules.alias
+    aliases = kernel_tar[base + "modules.alias"].decode().splitlines()
+    assert any(line.startswith("alias virtio:d00000001v") and line.endswith(" virtio_net")
+               for line in aliases)  # fmt: skip
