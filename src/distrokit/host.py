@@ -56,6 +56,7 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "apt-cache": "apt",
     "jq": "jq",
     "dpkg-deb": "dpkg",
+    "depmod": "kmod",
     "git": "git",
     "htpasswd": "apache2-utils",
     "openssl": "openssl",

@@ -6,7 +6,8 @@ system with `distrokit build -format kernel+initrd` plus a small test overlay (a
 container and a poweroff service that powers off once nginx has served a request), and booted
 with `distrokit run qemu`. The host checks: nginx answers on a published port, the sysctl
 onboot container ran, `ctr -n services.linuxkit tasks ls` (printed by the init) lists every
-service RUNNING, and the onshutdown container ran at poweroff.
+service RUNNING, the onshutdown container ran at poweroff, and the init ran no depmod (the
+kernel package's modules.dep is made at build time) yet loaded its modules.
 """
 
 from __future__ import annotations
@@ -37,6 +38,15 @@ def test_minimal_system_boots_and_serves(tmp_path: Path) -> None:
         boot.wait_for("distrokit: init done", 240)
         text = boot.text()
         assert "distrokit: onboot sysctl: exited 0" in text
+        # The kernel package carries modules.dep and modules.alias (made at build time): no
+        # depmod at boot, yet modprobe loads the named modules with their dependencies
+        # (virtio_net needs net_failover) and, through modules.alias, the coldplugged ones
+        # (button: the ACPI power button's modalias).
+        assert "distrokit: depmod done" not in text
+        loaded = re.search(r"^distrokit: modules: (.*)$", text, re.MULTILINE)
+        assert loaded is not None, "rc.init printed no modules line"
+        wanted = {"virtio_net", "net_failover", "virtio_blk", "overlay", "button"}
+        assert wanted <= set(loaded[1].split()), loaded[0]
         tasks = _task_table(text)
         assert {name: tasks.get(name) for name in SERVICES} == dict.fromkeys(SERVICES, "RUNNING")
 

@@ -10,9 +10,10 @@ skips its tmpfs copy.
 
 Modules come only from the system's own ``lib/modules`` in the rootfs tar (what the kernel
 image's kernel.tar put there), never from the build machine, so the output depends on the
-system alone and always matches its kernel. Dependencies come from its modules.dep, else from
-each module's ``depends=``. A wanted module (or a dependency) that is neither there nor listed in
-modules.builtin is a BuildError naming it: the kernel image must carry it.
+system alone and always matches its kernel. Dependencies come from its modules.dep (pkg/kernel's
+is made when the package is built), else from each module's ``depends=``. A wanted module (or a
+dependency) that is neither there nor listed in modules.builtin is a BuildError naming it: the
+kernel image must carry it.
 A system with no lib/modules at all (a kernel with everything built in) loads nothing.
 """
 
@@ -105,9 +106,9 @@ while :; do
     mdev -s
 done
 # A RAM overlay makes the read-only medium writable. The init image carries its busybox applet
-# links, but the system still writes to / at boot: rc.init runs depmod into /lib/modules (the
-# kernel package has no modules.dep), and mount points and container state are made on the
-# fly. Without overlayfs the medium itself becomes the root.
+# links, but the system still writes to / at boot: mount points and container state are made
+# on the fly (and rc.init runs depmod into /lib/modules for a kernel image without modules.dep;
+# pkg/kernel's has one). Without overlayfs the medium itself becomes the root.
 mount -t tmpfs -o mode=0755 tmpfs /rw
 mkdir -p /rw/upper /rw/work
 if ! mount -t overlay -o lowerdir=/medium,upperdir=/rw/upper,workdir=/rw/work overlay /root; then
@@ -310,8 +311,9 @@ def _gather(tar: tarfile.TarFile) -> _Modules | None:
                 for d in dep:
                     if d not in mods.data:
                         mods.missing.setdefault(_base(d), []).append(_base(rel))
-    # Without a modules.dep (Debian's .deb has none: its postinst makes it) each module's
-    # depends= names its dependencies.
+    # pkg/kernel's modules.dep is made at build time (kmod's depmod, every dependency listed,
+    # paths relative to the release directory as the keys here). A kernel image without one,
+    # or a module it does not list, falls back on the module's depends=.
     by_name = {_base(rel): rel for rel in mods.data}
     for rel, data in mods.data.items():
         if rel not in mods.deps:

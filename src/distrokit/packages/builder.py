@@ -135,7 +135,8 @@ def _build_debian(
     platform: Platform,
     say: Callable[[str], None],
 ) -> str:
-    host.check_tools(["apt-cache", "apt-get", "dpkg-deb"])
+    depmod = ["depmod"] if any(a.depmod for a in spec.archives) else []
+    host.check_tools(["apt-cache", "apt-get", "dpkg-deb", *depmod])
     infos = debian.resolve_packages(host, spec.packages, spec.metapackages)
     debs = [debian.fetch(host, info, options.deb_cache) for info in infos]
     versions = [f"{i.name}={i.version}" for i in infos]
@@ -148,7 +149,7 @@ def _build_debian(
             debian.unpack(host, deb, staging)
         layer = work / "layer.tar"
         plan_debian_image(
-            pkg, spec=spec, staging=staging, work=work, versions=versions, layer=layer
+            pkg, spec=spec, staging=staging, work=work, versions=versions, layer=layer, host=host
         )
         arch_tag = f"{pkg.tag}-{platform.architecture}"
         cache.add_image(arch_tag, [layer], image_config(pkg, versions, platform), platform)

@@ -14,6 +14,7 @@ unpacked (never installed) plus files of the package directory::
       binaries: [/bin/busybox]            # copied with their shared-library closure
       paths: [/etc/ssl, {src: "/boot/vmlinuz-*", dst: /kernel}]   # files/trees copied as-is
       archives: [{src: /lib/modules, dst: /kernel.tar, include: ["*/kernel/drivers/virtio/*"]}]
+      # archives[].depmod: true adds modules.dep & co. for exactly the included modules
       copy: [{src: rc.init, dst: /etc/rc.init, mode: "0755"}]      # from the package dir
       symlinks: {/bin/sh: busybox}
       mkdir: [/var/log]
@@ -80,6 +81,8 @@ class ArchiveSpec:
     src: str
     dst: str
     include: tuple[str, ...] | None = None
+    # a modules directory (RELEASE/kernel/...): add kmod's indexes of the included modules
+    depmod: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,13 +295,14 @@ def _archives(r: Reader, node: yaml.Node) -> list[ArchiveSpec]:
     out: list[ArchiveSpec] = []
     for i, item in enumerate(r.sequence(node, "debian.archives")):
         where = f"debian.archives[{i}]"
-        keys = _src_dst(r, item, where, ("src", "dst", "include"))
+        keys = _src_dst(r, item, where, ("src", "dst", "include", "depmod"))
         if keys is None:
             continue
         src, dst = _abs(r, keys["src"], f"{where}.src"), _abs(r, keys["dst"], f"{where}.dst")
         include = r.strings(keys["include"], f"{where}.include") if "include" in keys else None
+        depmod = r.boolean(keys["depmod"], f"{where}.depmod") if "depmod" in keys else False
         if src and dst:
-            out.append(ArchiveSpec(src=src, dst=dst, include=include))
+            out.append(ArchiveSpec(src=src, dst=dst, include=include, depmod=bool(depmod)))
     return out
 
 

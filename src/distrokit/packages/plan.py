@@ -3,8 +3,9 @@
 Only what the `debian:` block names is kept: binaries with their library closure, paths (files
 or whole trees, optionally renamed), archives (a tree stored as a tar file, e.g. the kernel's
 modules as ``/kernel.tar``), files copied from the package directory, symlinks and empty
-directories. The list of Debian package versions is written to
-``/usr/share/distrokit/<image>.packages``.
+directories. An archive with ``depmod: true`` also carries the module indexes of exactly the
+modules it keeps (`distrokit.packages.depmod`). The list of Debian package versions is written
+to ``/usr/share/distrokit/<image>.packages``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from pathlib import Path
 
 from distrokit.env import source_date_epoch
 from distrokit.errors import PackageError
+from distrokit.host import Host
 from distrokit.packages.buildyml import ArchiveSpec, ConcatSpec, DebianSpec, PathSpec
+from distrokit.packages.depmod import module_indexes
 from distrokit.packages.elf import library_closure
 from distrokit.packages.layer import Member, member_from_disk, write_tar
 from distrokit.packages.tag import PackageInfo
@@ -33,8 +36,10 @@ def plan_debian_image(
     work: Path,
     versions: list[str],
     layer: Path,
+    host: Host,
 ) -> None:
-    """Select from `staging` per `spec` and write the layer tar to `layer`."""
+    """Select from `staging` per `spec` and write the layer tar to `layer` (`host` runs the
+    programs an archive's options need: depmod)."""
     plan: Plan = {}
     for path in sorted(library_closure(staging, spec.binaries)):
         plan[path] = member_from_disk(staging / path.lstrip("/"))
@@ -43,7 +48,8 @@ def plan_debian_image(
     mtime = source_date_epoch(default=0)  # package layers: the epoch, as image builders do
     for index, archive in enumerate(spec.archives):
         tar_path = work / f"archive-{index}.tar"
-        _write_archive(staging, archive, tar_path, mtime)
+        scratch = work / f"depmod-{index}"
+        _write_archive(staging, archive, tar_path, mtime=mtime, host=host, scratch=scratch)
         plan[archive.dst] = Member(kind="file", source=tar_path, mode=0o644)
     for copy in spec.copy:
         what = f"{pkg.path}: copy {copy.src}"
@@ -118,11 +124,14 @@ def _add_tree(
             plan[posixpath.join(dst, rel.as_posix())] = entry
 
 
-def _write_archive(staging: Path, spec: ArchiveSpec, out: Path, mtime: int) -> None:
+def _write_archive(
+    staging: Path, spec: ArchiveSpec, out: Path, *, mtime: int, host: Host, scratch: Path
+) -> None:
     root = staging / spec.src.lstrip("/")
     if not root.is_dir():
         raise PackageError(f"debian.archives: {spec.src} is not a directory of the packages")
     plan: Plan = {}
+    selected: dict[str, Path] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         base = Path(dirpath)
@@ -131,8 +140,13 @@ def _write_archive(staging: Path, spec: ArchiveSpec, out: Path, mtime: int) -> N
             rel = full.relative_to(root).as_posix()
             if spec.include is None or any(fnmatch.fnmatch(rel, p) for p in spec.include):
                 plan["/" + full.relative_to(staging).as_posix()] = member_from_disk(full)
+                selected[rel] = full
     if not plan:
         raise PackageError(f"debian.archives: nothing under {spec.src} matches {spec.include}")
+    if spec.depmod:
+        for rel, index in module_indexes(host, selected, scratch).items():
+            # depmod's files get the umask's mode; a package's must not depend on it
+            plan[posixpath.join(spec.src, rel)] = member_from_disk(index, 0o644)
     with out.open("wb") as f:
         write_tar(plan, f, mtime)
 

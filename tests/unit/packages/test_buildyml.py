@@ -61,7 +61,9 @@ debian:
   metapackages: [linux-image-amd64]
   binaries: [/usr/sbin/nginx]
   paths: [/etc/nginx, {src: "/boot/vmlinuz-*", dst: /kernel}]
-  archives: [{src: /lib/modules, dst: /kernel.tar, include: ["*/virtio/*"]}]
+  archives:
+    - {src: /lib/modules, dst: /kernel.tar, include: ["*/virtio/*"]}
+    - {src: /lib/modules, dst: /modules.tar, depmod: true}
   copy: [{src: nginx.conf, dst: /etc/nginx/nginx.conf, mode: "0600"}]
   symlinks: {/bin/sh: busybox}
   mkdir: [/var/log/nginx]
@@ -83,6 +85,7 @@ debian:
     assert deb.paths == (PathSpec(src="/etc/nginx"), PathSpec(src="/boot/vmlinuz-*", dst="/kernel"))
     assert deb.archives == (
         ArchiveSpec(src="/lib/modules", dst="/kernel.tar", include=("*/virtio/*",)),
+        ArchiveSpec(src="/lib/modules", dst="/modules.tar", depmod=True),
     )
     assert deb.copy == (CopySpec(src="nginx.conf", dst="/etc/nginx/nginx.conf", mode=0o600),)
     assert deb.symlinks == (("/bin/sh", "busybox"),)
@@ -114,6 +117,10 @@ debian:
         ),
         ("image: a\ndebian:\n  copy: [{src: x, dst: /x, mode: rwx}]\n", "is not an octal mode"),
         ("image: a\ndebian:\n  paths: [{src: /a}]\n", "debian.paths[0]: needs both src and dst"),
+        (
+            "image: a\ndebian:\n  archives: [{src: /a, dst: /a.tar, depmod: 1}]\n",
+            "build.yml:3:45: debian.archives[0].depmod: must be true or false",
+        ),
         ("image: [a\n", "build.yml:2:1: invalid YAML"),
     ],
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from distrokit.errors import PackageError
+from distrokit.host import Host
 from distrokit.packages.buildyml import parse_build_yml
 from distrokit.packages.plan import plan_debian_image
 from distrokit.packages.tag import PackageInfo
@@ -50,7 +51,13 @@ def _build(tmp_path: Path, text: str = BUILD) -> Path:
     assert spec.debian is not None
     layer = tmp_path / "layer.tar"
     plan_debian_image(
-        info, spec=spec.debian, staging=staging, work=tmp_path, versions=["x=1"], layer=layer
+        info,
+        spec=spec.debian,
+        staging=staging,
+        work=tmp_path,
+        versions=["x=1"],
+        layer=layer,
+        host=Host(),
     )
     return layer
 
