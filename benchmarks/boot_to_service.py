@@ -108,6 +108,8 @@ def one_boot(prefix: str, accel: str, timeout: float) -> Run:
         failed: list[float] = []  # when the first FAILED line arrived (monotonic)
 
         def on_line(at: float, line: str) -> None:
+            # the getty's prompt may come first on the same console line
+            line = line[max(0, line.find("distrokit: ")) :]
             name = _milestone(line)
             if name is not None:
                 run.at.setdefault(name, at)
