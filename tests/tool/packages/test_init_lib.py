@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from hosttools import require_tools
 
+from distrokit.system import ocispec
+
 LIB = Path(__file__).resolve().parents[3] / "pkg" / "init" / "lib.sh"
 
 RECORDER = """#!/bin/sh
@@ -193,6 +195,7 @@ def test_bindns_uses_create_and_start(tree: Path) -> None:
 
 
 def test_services_under_containerd_with_absolute_rootfs(tree: Path) -> None:
+    _record_jq(tree)
     _bundle(tree, "/containers/services/nginx", {"namespace": ""})
     _bundle(tree, "/containers/services/other", {"namespace": "custom.ns"})
     result = _sh(tree, "start_services")
@@ -207,7 +210,35 @@ def test_services_under_containerd_with_absolute_rootfs(tree: Path) -> None:
         f"--config {spec} nginx",
     ]
     assert json.loads(Path(spec).read_text())["root"]["path"] == "/containers/services/nginx/rootfs"
+    # a config.json in another shape than the build's goes through jq
+    assert [c for c in _calls(tree) if c.startswith("jq") and ".root.path" in c]
     assert "service nginx: started" in result.stdout
+
+
+def _record_jq(root: Path) -> None:
+    jq = root.parent / "bin" / "jq"
+    jq.write_text(RECORDER + 'exec /usr/bin/jq "$@"\n')
+    jq.chmod(0o755)
+
+
+def test_service_spec_from_linuxkit_json_keeps_everything_but_the_root(tree: Path) -> None:
+    # config.json as the build writes it (Go's indented JSON); a hook's "path" stays as it is
+    config = {
+        "ociVersion": "1.0.2",
+        "process": {"args": ["nginx"], "cwd": "/"},
+        "root": {"path": "rootfs", "readonly": True},
+        "hooks": {"prestart": [{"path": "rootfs"}]},
+    }
+    _record_jq(tree)
+    d = _bundle(tree, "/containers/services/web.1", {"namespace": ""})
+    (d / "config.json").write_bytes(ocispec.dumps(config))
+    result = _sh(tree, "start_services")
+    assert result.returncode == 0, result.stderr
+    spec = json.loads((tree / "run/distrokit/services/web.1.json").read_text())
+    root = {"path": "/containers/services/web.1/rootfs", "readonly": True}
+    assert spec == {**config, "root": root}
+    # sed did it: jq (recorded here) only read runtime.json
+    assert not [c for c in _calls(tree) if c.startswith("jq") and ".root.path" in c]
 
 
 def test_services_start_concurrently(tree: Path) -> None:
