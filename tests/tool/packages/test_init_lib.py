@@ -179,6 +179,37 @@ def test_onboot_in_order_failure_logged_rest_still_run(tree: Path) -> None:
     assert (tree / "var/log/onboot/second.log").read_text() == "hello from 001-second\n"
 
 
+def test_one_jq_plans_every_bundle_of_a_section(tree: Path) -> None:
+    _record_jq(tree)
+    for name in ("000-a", "001-b", "002-c"):
+        base = f"/containers/onboot/{name}"
+        _bundle(tree, base, _rw_runtime(base))
+    result = _sh(tree, "run_sequence onboot")
+    assert result.returncode == 0, result.stderr
+    jq = [c for c in _calls(tree) if c.startswith("jq")]
+    assert len(jq) == 1
+    plans = tree / "run/distrokit/plan/containers/onboot"
+    assert sorted(p.name for p in plans.iterdir()) == ["000-a", "001-b", "002-c"]
+    # each bundle got its own mounts, in order
+    mounts = [c for c in _calls(tree) if c.startswith("mount -t overlay")]
+    assert [m.split()[-1] for m in mounts] == [
+        f"{tree}/containers/onboot/{n}/rootfs" for n in ("000-a", "001-b", "002-c")
+    ]
+    assert result.stdout.count(": exited 0") == 3
+
+
+def test_a_broken_runtime_json_fails_its_bundle_alone(tree: Path) -> None:
+    _bundle(tree, "/containers/onboot/000-good", {})
+    bad = _bundle(tree, "/containers/onboot/001-bad", {})
+    (bad / "runtime.json").write_text('{"mounts": [')
+    _bundle(tree, "/containers/onboot/002-late", {})
+    result = _sh(tree, "run_sequence onboot")
+    assert result.returncode == 0, result.stderr
+    assert "onboot good: exited 0" in result.stdout
+    assert "onboot bad: FAILED" in result.stdout
+    assert "onboot late: exited 0" in result.stdout
+
+
 def test_bindns_uses_create_and_start(tree: Path) -> None:
     base = "/containers/onboot/000-net"
     ns = dict.fromkeys(("cgroup", "ipc", "mnt", "pid", "user", "uts"), "")
