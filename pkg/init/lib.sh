@@ -92,6 +92,16 @@ bundle_plan() {
     jq -r "$PLAN_JQ" "$1"
 }
 
+# bundle_dirs SECTION: the bundle directories of /containers/SECTION, one per line (LinuxKit's
+# names have no blanks).
+bundle_dirs() {
+    local dir
+    for dir in "$DK_ROOT/containers/$1"/*; do
+        [ -d "$dir" ] && echo "${dir#"$DK_ROOT"}"
+    done
+    return 0
+}
+
 # plan_bundles DIR...: the plans of several bundles from one jq start (each start costs ~0.3 s
 # under emulation), kept under /run/distrokit/plan for bundle_plan. jq names each input
 # before its plan lines. When jq fails on any of them, none is kept: bundle_plan then runs
@@ -99,6 +109,7 @@ bundle_plan() {
 plan_bundles() {
     local n=$# dir line out= made= all=$DK_ROOT/run/distrokit/plans.$$
     for dir; do
+        [ -f "$DK_ROOT/run/distrokit/plan$dir" ] && continue  # planned earlier in this boot
         [ -f "$DK_ROOT$dir/runtime.json" ] && set -- "$@" "$DK_ROOT$dir/runtime.json"
     done
     shift "$n"
@@ -194,15 +205,17 @@ run_to_completion() {
 }
 
 # run_sequence SECTION: run every container of /containers/SECTION in order, to completion.
-# A failing one is logged and the rest still run (LinuxKit's onboot rule).
+# A failing one is logged and the rest still run (LinuxKit's onboot rule). The onboot plans
+# are made with the services' ones: the same jq start serves both.
 run_sequence() {
     local section=$1 dir name
     mkdir -p "$DK_ROOT$DK_LOG/$section"
-    set --
-    for dir in "$DK_ROOT/containers/$section"/*; do
-        [ -d "$dir" ] && set -- "$@" "${dir#"$DK_ROOT"}"
-    done
-    plan_bundles "$@"
+    set -- $(bundle_dirs "$section")
+    if [ "$section" = onboot ]; then
+        plan_bundles "$@" $(bundle_dirs services)
+    else
+        plan_bundles "$@"
+    fi
     for dir; do
         name=${dir##*/}
         name=${name#[0-9][0-9][0-9]-}
@@ -267,10 +280,7 @@ start_one() {
 start_services() {
     local dir pids=""
     mkdir -p "$DK_ROOT$DK_LOG" "$DK_ROOT/run/distrokit/services"
-    set --
-    for dir in "$DK_ROOT/containers/services"/*; do
-        [ -d "$dir" ] && set -- "$@" "${dir#"$DK_ROOT"}"
-    done
+    set -- $(bundle_dirs services)
     plan_bundles "$@"
     for dir; do
         start_one "$dir" &

@@ -198,6 +198,22 @@ def test_one_jq_plans_every_bundle_of_a_section(tree: Path) -> None:
     assert result.stdout.count(": exited 0") == 3
 
 
+def test_onboot_plans_the_services_too(tree: Path) -> None:
+    _record_jq(tree)
+    _bundle(tree, "/containers/onboot/000-a", {})
+    for name in ("web", "log"):
+        base = f"/containers/services/{name}"
+        (tree / "containers/services").mkdir(parents=True, exist_ok=True)
+        _bundle(tree, base, _rw_runtime(base)).joinpath("config.json").write_bytes(
+            ocispec.dumps({"root": {"path": "rootfs"}})
+        )
+    result = _sh(tree, "run_sequence onboot && start_services")
+    assert result.returncode == 0, result.stderr
+    assert len([c for c in _calls(tree) if c.startswith("jq")]) == 1
+    assert result.stdout.count("service web: started") == 1
+    assert len([c for c in _calls(tree) if c.startswith("mount -t overlay")]) == 2
+
+
 def test_a_broken_runtime_json_fails_its_bundle_alone(tree: Path) -> None:
     _bundle(tree, "/containers/onboot/000-good", {})
     bad = _bundle(tree, "/containers/onboot/001-bad", {})
