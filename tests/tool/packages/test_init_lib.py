@@ -1,7 +1,8 @@
 """The guest init's shell library (pkg/init/lib.sh) run against a fake tree on the host.
 
 mount, ip, runc and ctr are stand-ins on PATH that record their argv (they are programs the
-guest would run, not distrokit code); jq and mkdir are the real ones. The behaviour runs under
+guest would run, not distrokit code); jq and mkdir are the real ones, awk is busybox's (the
+guest's), its starts counted apart. The behaviour runs under
 the host's POSIX sh, because busybox sh always runs its own mount/ip applets instead of PATH
 stand-ins; every script is also syntax-checked by busybox sh, the guest's shell.
 """
@@ -47,6 +48,9 @@ def tree(tmp_path: Path) -> Path:
     for name, body in (("mount", RECORDER), ("ip", RECORDER), ("ctr", RECORDER)):
         (fake / name).write_text(body)
     (fake / "runc").write_text(FAKE_RUNC)
+    (fake / "awk").write_text(
+        '#!/bin/sh\necho awk >>"$DK_ROOT/awk.starts"\nexec busybox awk "$@"\n'
+    )
     for f in fake.iterdir():
         f.chmod(0o755)
     return root
@@ -179,15 +183,21 @@ def test_onboot_in_order_failure_logged_rest_still_run(tree: Path) -> None:
     assert (tree / "var/log/onboot/second.log").read_text() == "hello from 001-second\n"
 
 
-def test_one_jq_plans_every_bundle_of_a_section(tree: Path) -> None:
+def _starts(root: Path, program: str) -> int:
+    if program == "awk":
+        path = root / "awk.starts"
+        return len(path.read_text().splitlines()) if path.exists() else 0
+    return len([c for c in _calls(root) if c.split()[0] == program])
+
+
+def test_one_awk_plans_every_bundle_of_a_section(tree: Path) -> None:
     _record_jq(tree)
     for name in ("000-a", "001-b", "002-c"):
         base = f"/containers/onboot/{name}"
         _bundle(tree, base, _rw_runtime(base))
     result = _sh(tree, "run_sequence onboot")
     assert result.returncode == 0, result.stderr
-    jq = [c for c in _calls(tree) if c.startswith("jq")]
-    assert len(jq) == 1
+    assert (_starts(tree, "awk"), _starts(tree, "jq")) == (1, 0)
     plans = tree / "run/distrokit/plan/containers/onboot"
     assert sorted(p.name for p in plans.iterdir()) == ["000-a", "001-b", "002-c"]
     # each bundle got its own mounts, in order
@@ -209,9 +219,23 @@ def test_onboot_plans_the_services_too(tree: Path) -> None:
         )
     result = _sh(tree, "run_sequence onboot && start_services")
     assert result.returncode == 0, result.stderr
-    assert len([c for c in _calls(tree) if c.startswith("jq")]) == 1
+    assert (_starts(tree, "awk"), _starts(tree, "jq")) == (1, 0)
     assert result.stdout.count("service web: started") == 1
     assert len([c for c in _calls(tree) if c.startswith("mount -t overlay")]) == 2
+
+
+def test_json_awk_does_not_read_is_planned_by_one_jq(tree: Path) -> None:
+    # an escaped character (Go writes "<" as \u003c) and a number: jq plans all three
+    _record_jq(tree)
+    _bundle(tree, "/containers/onboot/000-a", _rw_runtime("/containers/onboot/000-a"))
+    odd = _bundle(tree, "/containers/onboot/001-odd", {})
+    (odd / "runtime.json").write_text('{"mkdir": ["/run/a\\u003cb", "/run/it\'s"]}')
+    _bundle(tree, "/containers/onboot/002-num", {"cgroups": [], "x": 1})
+    result = _sh(tree, "run_sequence onboot")
+    assert result.returncode == 0, result.stderr
+    assert (_starts(tree, "awk"), _starts(tree, "jq")) == (1, 1)
+    assert (tree / "run/a<b").is_dir() and (tree / "run/it's").is_dir()
+    assert result.stdout.count(": exited 0") == 3
 
 
 def test_a_broken_runtime_json_fails_its_bundle_alone(tree: Path) -> None:
