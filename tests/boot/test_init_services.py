@@ -7,7 +7,8 @@ start intervals must overlap (started one after the other, each would begin afte
 previous one ended). getty's passwordless root shell on the console then runs `service` in the
 root mount namespace (`nsenter -t 1 -m`, as a user of the console would): `service stop nginx`
 stops it (nginx stops answering, the console says it exited, `service ls` no longer lists it)
-and `service start nginx` brings it back (answering again, listed RUNNING).
+and `service start nginx` brings it back (answering again, listed RUNNING). The root mount is
+the initramfs bound over itself (the init copies nothing), and the services run on it.
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ def test_services_start_concurrently_and_service_stop_start(tmp_path: Path) -> N
 
         wait_http(f"http://127.0.0.1:{port}/", boot, 120)
         boot.wait_for("built-in shell", 60)  # getty's root shell is on the console
+
+        # The root is the initramfs itself, bound over / (no copy to a tmpfs), and every
+        # service's runc could still pivot_root away from it (they all run).
+        info = _in_guest(boot, "cat /proc/self/mountinfo", "MARK-root")
+        roots = [
+            line.split(" - ")[1].split()[0]
+            for line in info.splitlines()
+            if " - " in line and line.split()[4:5] == ["/"]
+        ]
+        assert roots == ["rootfs"], info
 
         out = _in_guest(boot, "service stop nginx", "MARK-stop")
         assert "distrokit: service nginx: stopped" in out
