@@ -10,8 +10,8 @@ measures from the start of ``distrokit run qemu`` to
   (c) the init's `distrokit: init done` line.
 
 Every console line is timestamped on arrival, which gives the per-phase table (medians of
-the runs): the kernel's first line, the kernel running /init, rc.init starting (the root is
-on tmpfs by then), depmod (when the init runs it), modules loaded, onboot done, containerd
+the runs): the kernel's first line, the kernel running /init, rc.init starting (the init has
+made its root by then), depmod (when the init runs it), modules loaded, onboot done, containerd
 up, each service started, init done. Writes benchmarks/results/boot_to_service.json.
 
     .venv/bin/python benchmarks/boot_to_service.py [--runs 5] [--accel tcg]
