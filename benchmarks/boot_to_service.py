@@ -15,10 +15,12 @@ made its root by then), depmod (when the init runs it), modules loaded, onboot d
 up, each service started, init done. Writes benchmarks/results/boot_to_service.json.
 
     .venv/bin/python benchmarks/boot_to_service.py [--runs 5] [--accel tcg]
-        [--system LABEL=PREFIX ...] [--keep DIR]
+        [--system LABEL=PREFIX ...] [--keep DIR] [--kernel-vm]
 
 --keep DIR builds the system from this tree into DIR (reused when DIR/out/minimal-kernel
-exists) so later runs can compare it with another build through --system.
+exists) so later runs can compare it with another build through --system. --kernel-vm also
+boots the example built from the boot tests' image cache with pkg/kernel-vm as its kernel
+(compiled once, see docs/packages.md), labelled kernel-vm.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from guest import Boot, start  # noqa: E402
+from hosts_systems import minimal_from_images  # noqa: E402
 from minimal_system import build_minimal_system, free_port  # noqa: E402
 
 from benchlib import write_result  # noqa: E402
@@ -174,9 +177,12 @@ def main() -> int:
     parser.add_argument("--system", action="append", default=[], metavar="LABEL=PREFIX")
     parser.add_argument("--keep", type=Path, metavar="DIR")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--kernel-vm", action="store_true")
     args = parser.parse_args()
     systems: list[tuple[str, str]] = [tuple(s.split("=", 1)) for s in args.system]
     with tempfile.TemporaryDirectory() as tmp:
+        if args.kernel_vm:
+            systems.append(("kernel-vm", minimal_from_images(Path(tmp), "kernel-vm")))
         if not systems or args.keep:
             work = args.keep or Path(tmp)
             built = work / "out" / "minimal"

@@ -14,6 +14,10 @@ busybox-static. The kernel and image live in the boot tests' image cache (built 
 package builder). Prints a table and writes benchmarks/results/vm_run.json.
 
     .venv/bin/python benchmarks/vm_run.py [--runs 5] [--accel auto|tcg|kvm]
+        [--kernel-package kernel|kernel-vm]
+
+--kernel-package picks the package of pkg/ whose kernel every case boots: pkg/kernel
+(Debian's, the default) or pkg/kernel-vm (compiled for VMs, everything built in).
 """
 
 from __future__ import annotations
@@ -100,8 +104,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--accel", default="auto", choices=("auto", "tcg", "kvm"))
+    parser.add_argument("--kernel-package", default="kernel", choices=("kernel", "kernel-vm"))
     args = parser.parse_args()
-    kernel_ref = build_images(["kernel"])["kernel"]
+    kernel_ref = build_images([args.kernel_package])[args.kernel_package]
     dk = [sys.executable, "-m", "distrokit", "vm"]
     cases: dict[str, list[tuple[float, float]]] = {
         "kernel to /init": [],
@@ -167,7 +172,8 @@ def main() -> int:
         "kernel_image": kernel_ref,
         "results": rows,
     }
-    write_result("vm_run", report)
+    suffix = "" if args.kernel_package == "kernel" else f"-{args.kernel_package}"
+    write_result(f"vm_run{suffix}", report)
     return 0
 
 

@@ -64,6 +64,14 @@ TOOL_PACKAGES: Mapping[str, str] = {
     "ssh-keygen": "openssh-client",
     "blkid": "util-linux",
     "dnsmasq": "dnsmasq-base",
+    # compiling kernels (distrokit.packages.kernelbuild)
+    "make": "make",
+    "gcc": "gcc",
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
+    "tar": "tar",
+    "xz": "xz-utils",
 }
 
 # Variables passed through to children; everything else is dropped for reproducibility.

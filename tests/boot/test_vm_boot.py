@@ -2,15 +2,16 @@
 
 Images: small ones made here from the host's busybox-static (written as a layer into the boot
 test image cache), distrokit's pkg/nginx and pkg/kernel built once by the package builder
-(cached, see hosts_systems.py). The VMs' data directory is a temporary one for this module.
-One long-running VM is shared by the exec, stop/start, kill and rm steps (each boot costs
-seconds under TCG).
+(cached, see hosts_systems.py); pkg/kernel-vm (everything built in) runs one workload too.
+The VMs' data directory is a temporary one for this module. One long-running VM is shared by
+the exec, stop/start, kill and rm steps (each boot costs seconds under TCG).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -343,3 +344,15 @@ def test_image_rm_refuses_while_vms_use_it(
     vm.ok("image", "rm", digest)
     assert not (vm.home / "images" / digest.removeprefix("sha256:")).exists()
     assert digest[7:19] not in vm.ok("image", "ls")
+
+
+def test_a_kernel_with_everything_built_in_loads_no_modules(vm: Env) -> None:
+    # pkg/kernel-vm: no module tree, so the VM init's initramfs carries none and loads none
+    kernel = build_images(["kernel-vm"])["kernel-vm"]
+    script = "busybox uname -r; [ -e /proc/modules ] || echo no-module-support; exit 5"
+    proc = vm.run(
+        "run", "--cache", str(image_cache()), "-k", kernel, vm.busybox, "sh", "-c", script
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert re.search(r"^6\.1\.\d+-distrokit-vm$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "no-module-support" in proc.stdout

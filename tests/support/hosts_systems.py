@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -68,6 +69,22 @@ def build_system(yml: str, directory: Path, name: str) -> str:
     status = main([*argv, "--dir", str(directory), str(path)])
     assert status == 0, f"distrokit build {path} failed"
     return str(directory / name)
+
+
+def minimal_from_images(directory: Path, kernel: str = "kernel") -> str:
+    """examples/minimal.yml built from the packages in the image cache (`build_images`), its
+    kernel taken from pkg/`kernel` (e.g. kernel-vm); returns the NAME prefix."""
+    yml = (REPO / "examples" / "minimal.yml").read_text()
+    used = set(re.findall(r'"@pkg:\.\./pkg/([a-z0-9-]+)"', yml))
+    refs = build_images(sorted(used - {"kernel"} | {kernel}))
+    refs["kernel"] = refs[kernel]
+    for name in used:
+        yml = yml.replace(f'"@pkg:../pkg/{name}"', f'"{refs[name]}"')
+    if "@pkg:" in yml:
+        raise AssertionError(
+            f"examples/minimal.yml has a package reference of another form:\n{yml}"
+        )
+    return build_system(yml, directory, f"minimal-{kernel}")
 
 
 def system_yaml(

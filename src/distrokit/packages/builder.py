@@ -2,8 +2,9 @@
 
 A `debian:` package is assembled without any container engine: the listed .debs are unpacked
 into a staging tree, the selected files (binaries with their library closure, paths, archives,
-files from the package directory) are planned, and one deterministic layer tar is written and
-stored with `Cache.add_image` as ``<tag>-<arch>`` plus an index ``<tag>`` (LinuxKit's layout).
+files from the package directory, kernels compiled from a source package) are planned, and
+one deterministic layer tar is written and stored with `Cache.add_image` as ``<tag>-<arch>``
+plus an index ``<tag>`` (LinuxKit's layout).
 The same inputs always give the same digests.
 """
 
@@ -16,12 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from distrokit.env import source_date_epoch
 from distrokit.errors import PackageError
 from distrokit.host import Host
 from distrokit.oci.cache import Cache
 from distrokit.oci.image import ImageConfigBlob, Platform, host_platform
 from distrokit.packages import debian
 from distrokit.packages.buildyml import DebianSpec
+from distrokit.packages.kernelbuild import build_kernel
+from distrokit.packages.layer import write_tar
 from distrokit.packages.plan import plan_debian_image
 from distrokit.packages.tag import PackageInfo
 from distrokit.system.sbom import DEBIAN_VERSIONS_LABEL
@@ -147,9 +151,17 @@ def _build_debian(
         staging.mkdir()
         for deb in debs:
             debian.unpack(host, deb, staging)
+        built = _compile_kernels(pkg, spec, staging=staging, work=work, host=host, say=say)
         layer = work / "layer.tar"
         plan_debian_image(
-            pkg, spec=spec, staging=staging, work=work, versions=versions, layer=layer, host=host
+            pkg,
+            spec=spec,
+            staging=staging,
+            work=work,
+            versions=versions,
+            layer=layer,
+            host=host,
+            built=built,
         )
         arch_tag = f"{pkg.tag}-{platform.architecture}"
         cache.add_image(arch_tag, [layer], image_config(pkg, versions, platform), platform)
@@ -159,3 +171,39 @@ def _build_debian(
         digest = cache.add_index(pkg.tag, [manifest])
     log.debug("built %s as %s (%s)", pkg.tag, digest, os.fspath(layer))
     return digest
+
+
+def _compile_kernels(
+    pkg: PackageInfo,
+    spec: DebianSpec,
+    *,
+    staging: Path,
+    work: Path,
+    host: Host,
+    say: Callable[[str], None],
+) -> dict[str, Path]:
+    """Each of `spec.kernels` compiled: image path -> file (the kernel, its empty module tar)."""
+    built: dict[str, Path] = {}
+    epoch = source_date_epoch(default=0)
+    for index, kernel in enumerate(spec.kernels):
+        found = sorted(staging.glob(kernel.source.lstrip("/")))
+        if len(found) != 1:
+            raise PackageError(
+                f"debian.kernels: {kernel.source} matches {len(found)} files of the unpacked "
+                "packages; it must match one source tarball"
+            )
+        built[kernel.dst] = build_kernel(
+            host,
+            tarball=found[0],
+            fragment=pkg.path / kernel.config,
+            work=work / f"kernel-{index}",
+            epoch=epoch,
+            say=lambda msg: say(f"{pkg.tag}: {msg}"),
+        )
+        if kernel.tar is not None:
+            # everything is built in: LinuxKit's layout still has a module tar, empty
+            empty = work / f"kernel-{index}.tar"
+            with empty.open("wb") as f:
+                write_tar({}, f, epoch)
+            built[kernel.tar] = empty
+    return built

@@ -19,6 +19,10 @@ unpacked (never installed) plus files of the package directory::
       symlinks: {/bin/sh: busybox}
       mkdir: [/var/log]
       concat: [{src: "/usr/share/ca-certificates/*/*.crt", dst: /etc/ssl/certs/ca-certificates.crt}]
+      # a kernel compiled from a source package with a configuration fragment of the package
+      # dir (distrokit.packages.kernelbuild); `tar` gets its (empty: all built in) module tar
+      kernels: [{source: "/usr/src/linux-source-*.tar.xz", config: vm.config, dst: /kernel,
+                 tar: /kernel.tar}]
 
 Nothing from the packages is kept unless `binaries`, `paths` or `archives` name it.
 """
@@ -63,6 +67,7 @@ _DEBIAN_KEYS = (
     "symlinks",
     "mkdir",
     "concat",
+    "kernels",
 )
 
 
@@ -107,6 +112,17 @@ class CopySpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class KernelSpec:
+    """A kernel compiled from a source tarball of the unpacked packages (`source`, a glob
+    matching one file) with a configuration fragment of the package directory (`config`)."""
+
+    source: str
+    config: str
+    dst: str
+    tar: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class DebianSpec:
     """The `debian:` extension block."""
 
@@ -119,6 +135,7 @@ class DebianSpec:
     symlinks: tuple[tuple[str, str], ...] = ()
     mkdir: tuple[str, ...] = ()
     concat: tuple[ConcatSpec, ...] = ()
+    kernels: tuple[KernelSpec, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -260,6 +277,8 @@ def _debian(r: Reader, node: yaml.Node) -> DebianSpec | None:
         values["symlinks"] = tuple(_symlinks(r, keys["symlinks"]))
     if "concat" in keys:
         values["concat"] = tuple(_concats(r, keys["concat"]))
+    if "kernels" in keys:
+        values["kernels"] = tuple(_kernels(r, keys["kernels"]))
     return DebianSpec(**values)  # type: ignore[arg-type]
 
 
@@ -359,4 +378,27 @@ def _concats(r: Reader, node: yaml.Node) -> list[ConcatSpec]:
         src, dst = _abs(r, keys["src"], f"{where}.src"), _abs(r, keys["dst"], f"{where}.dst")
         if src and dst:
             out.append(ConcatSpec(src=src, dst=dst))
+    return out
+
+
+def _kernels(r: Reader, node: yaml.Node) -> list[KernelSpec]:
+    out: list[KernelSpec] = []
+    for i, item in enumerate(r.sequence(node, "debian.kernels")):
+        where = f"debian.kernels[{i}]"
+        keys = r.mapping(item, where, ("source", "config", "dst", "tar"))
+        if keys is None:
+            continue
+        missing = [k for k in ("source", "config", "dst") if k not in keys]
+        if missing:
+            r.problem(item, where, f"needs {', '.join(missing)}")
+            continue
+        source = _abs(r, keys["source"], f"{where}.source")
+        config = r.string(keys["config"], f"{where}.config")
+        if config is not None and _escapes(config):
+            r.problem(keys["config"], f"{where}.config", "must be relative, inside the package dir")
+            config = None
+        dst = _abs(r, keys["dst"], f"{where}.dst")
+        tar = _abs(r, keys["tar"], f"{where}.tar") if "tar" in keys else None
+        if source and config and dst and ("tar" not in keys or tar):
+            out.append(KernelSpec(source=source, config=config, dst=dst, tar=tar))
     return out

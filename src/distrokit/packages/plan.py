@@ -3,8 +3,9 @@
 Only what the `debian:` block names is kept: binaries with their library closure, paths (files
 or whole trees, optionally renamed), archives (a tree stored as a tar file, e.g. the kernel's
 modules as ``/kernel.tar``), files copied from the package directory, symlinks and empty
-directories. An archive with ``depmod: true`` also carries the module indexes of exactly the
-modules it keeps (`distrokit.packages.depmod`). The list of Debian package versions is written
+directories, and what the build compiled (`debian.kernels`). An archive with ``depmod: true``
+also carries the module indexes of exactly the modules it keeps (`distrokit.packages.depmod`).
+The list of Debian package versions is written
 to ``/usr/share/distrokit/<image>.packages``.
 """
 
@@ -37,9 +38,11 @@ def plan_debian_image(
     versions: list[str],
     layer: Path,
     host: Host,
+    built: dict[str, Path] | None = None,
 ) -> None:
     """Select from `staging` per `spec` and write the layer tar to `layer` (`host` runs the
-    programs an archive's options need: depmod)."""
+    programs an archive's options need: depmod). `built` maps image paths to files the build
+    made (compiled kernels), stored with mode 0644."""
     plan: Plan = {}
     for path in sorted(library_closure(staging, spec.binaries)):
         plan[path] = member_from_disk(staging / path.lstrip("/"))
@@ -58,6 +61,8 @@ def plan_debian_image(
         joined = work / f"concat-{index}"
         _concat(staging, concat, joined)
         plan[concat.dst] = Member(kind="file", source=joined, mode=0o644)
+    for dst, made in (built or {}).items():
+        plan[dst] = Member(kind="file", source=made, mode=0o644)
     for link, target in spec.symlinks:
         plan[link] = Member(kind="symlink", target=target)
     for directory in spec.mkdir:

@@ -12,6 +12,7 @@ from distrokit.packages.buildyml import (
     DEFAULT_ARCHES,
     ArchiveSpec,
     CopySpec,
+    KernelSpec,
     PathSpec,
     load_build_yml,
     parse_build_yml,
@@ -122,6 +123,18 @@ debian:
             "build.yml:3:45: debian.archives[0].depmod: must be true or false",
         ),
         ("image: [a\n", "build.yml:2:1: invalid YAML"),
+        (
+            "image: a\ndebian:\n  kernels: [{source: /s.tar.xz, dst: /kernel}]\n",
+            "build.yml:3:13: debian.kernels[0]: needs config",
+        ),
+        (
+            "image: a\ndebian:\n  kernels: [{source: /s, config: ../x, dst: /k}]\n",
+            "debian.kernels[0].config: must be relative, inside the package dir",
+        ),
+        (
+            "image: a\ndebian:\n  kernels: [{source: /s, config: c, dst: /k, tar: k.tar}]\n",
+            "debian.kernels[0].tar: 'k.tar' must be an absolute path",
+        ),
     ],
 )
 def test_bad_files(text: str, expected: str) -> None:
@@ -161,3 +174,26 @@ def test_empty_arches_means_the_default_as_in_linuxkit() -> None:
     # LinuxKit's own pkg/bpftrace/build.yml has `arches:` with no value
     spec = parse_build_yml("image: bpftrace\nnetwork: true\narches:\n", "build.yml")
     assert spec.arches == parse_build_yml("image: x\n", "build.yml").arches
+
+
+def test_kernels_block() -> None:
+    text = (
+        "image: k\ndebian:\n  packages: [linux-source-6.1]\n  kernels:\n"
+        "    - {source: /usr/src/linux-*.tar.xz, config: vm.config, dst: /kernel, tar: /k.tar}\n"
+        "    - {source: /usr/src/other.tar.xz, config: sub/b.config, dst: /boot/b}\n"
+    )
+    spec = parse_build_yml(text, "build.yml").debian
+    assert spec is not None
+    assert spec.kernels == (
+        KernelSpec(
+            source="/usr/src/linux-*.tar.xz", config="vm.config", dst="/kernel", tar="/k.tar"
+        ),
+        KernelSpec(source="/usr/src/other.tar.xz", config="sub/b.config", dst="/boot/b"),
+    )
+
+
+def test_the_vm_kernel_package_parses() -> None:
+    pkg = Path(__file__).resolve().parents[3] / "pkg" / "kernel-vm"
+    spec = load_build_yml(pkg).debian
+    assert spec is not None and len(spec.kernels) == 1
+    assert (pkg / spec.kernels[0].config).is_file()
