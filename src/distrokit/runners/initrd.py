@@ -3,8 +3,9 @@
 Under TCG the guest kernel inflates its initramfs at emulated speed: examples/minimal.yml's
 50 MB of gzip (134 MB of cpio) take 2.2 s of a 3.5 s kernel boot to unpack, 0.6 s when the
 same archive is handed over uncompressed (the kernel takes plain newc as it takes compressed
-members). The host inflates it once, natively (zlib-ng), into the cache. The file named on the
-command line is never changed: a LinuxKit-compatible output stays what `build` wrote.
+members). The host inflates it once, natively (`runners.payloads`: gzip through zlib-ng, zstd,
+xz), into the cache. The file named on the command line is never changed: a
+LinuxKit-compatible output stays what `build` wrote.
 
 The copy is keyed by the file's identity (device, inode, size, mtime): `distrokit build`
 replaces its outputs, so a rebuilt system has a new key. The most recently used copies are
@@ -21,12 +22,10 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO
 
-import zstandard
-from zlib_ng import zlib_ng
+from distrokit.runners import payloads
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +33,21 @@ KEEP = 3  # copies kept however old
 IDLE_SECONDS = 600  # older copies go once unused this long (a run may be about to read one)
 RESERVED_MB = 128  # guest memory left for the kernel and the system's first steps
 _CHUNK = 1 << 20
-# zlib-ng's stub declares `error` as an instance; it is the exception class zlib's is
-_ZLIB_ERROR = cast(type[Exception], zlib_ng.error)
-
-
-class _Inflater(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
-
-    @property
-    def eof(self) -> bool: ...
-
-    @property
-    def unused_data(self) -> bytes: ...
-
-
-_MEMBERS: tuple[tuple[bytes, Callable[[], _Inflater]], ...] = (
-    (b"\x1f\x8b", lambda: zlib_ng.decompressobj(wbits=31)),
-    (b"\x28\xb5\x2f\xfd", lambda: zstandard.ZstdDecompressor().decompressobj()),
-)
 
 
 def is_compressed(path: Path) -> bool:
-    """Whether `path` starts with a gzip member or a zstd frame."""
+    """Whether `path` starts with a gzip member, a zstd frame or an xz stream."""
     with path.open("rb") as f:
-        head = f.read(4)
-    return any(head.startswith(magic) for magic, _ in _MEMBERS)
+        head = f.read(payloads.MAGIC_LEN)
+    return payloads.identify(head) is not None
 
 
 def inflate(src: BinaryIO, out: BinaryIO, limit: int) -> bool:
-    """Write the plain bytes of `src`, a run of gzip members and zstd frames (zero padding
-    between them allowed, as the kernel allows it), to `out`. False when `src` holds anything
-    else, is truncated or corrupt, or inflates to more than `limit` bytes."""
+    """Write the plain bytes of `src`, a run of gzip members, zstd frames and xz streams
+    (zero padding between them allowed, as the kernel allows it), to `out`. False when `src`
+    holds anything else, is truncated or corrupt, or inflates to more than `limit` bytes."""
     pending = b""
-    inflater: _Inflater | None = None
+    inflater: payloads.Decompressor | None = None
     written = 0
     while True:
         if not pending:
@@ -77,15 +58,15 @@ def inflate(src: BinaryIO, out: BinaryIO, limit: int) -> bool:
             pending = pending.lstrip(b"\0")
             if not pending:
                 continue
-            if len(pending) < 4:
-                pending += src.read(4)
-            found = [make for magic, make in _MEMBERS if pending.startswith(magic)]
-            if not found:
+            if len(pending) < payloads.MAGIC_LEN:
+                pending += src.read(payloads.MAGIC_LEN)
+            found = payloads.identify(pending)
+            if found is None:
                 return False
-            inflater = found[0]()
+            inflater = found[1]()
         try:
             data = inflater.decompress(pending)
-        except (_ZLIB_ERROR, zstandard.ZstdError):
+        except payloads.ERRORS:
             return False
         written += len(data)
         if written > limit:

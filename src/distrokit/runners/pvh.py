@@ -3,9 +3,9 @@
 Under TCG most of a bzImage boot is the guest decompressing itself (xz for Debian) and the
 real-mode setup; QEMU can instead enter the ELF ``vmlinux`` at its PVH entry point. We find the
 compressed payload from the boot-protocol header, stream it through the matching decompressor
-(xz, gzip or zstd) into the cache, and keep it only if it is an ELF with the PVH note
-(``XEN_ELFNOTE_PHYS32_ENTRY``, type 18, name "Xen"). Results are cached by the bzImage's sha256,
-including the answer "this kernel has no PVH entry".
+(xz, gzip or zstd: `runners.payloads`) into the cache, and keep it only if it is an ELF with
+the PVH note (``XEN_ELFNOTE_PHYS32_ENTRY``, type 18, name "Xen"). Results are cached by the
+bzImage's sha256, including the answer "this kernel has no PVH entry".
 
 The ELF note scan is hand-written (program headers and notes only, ~30 lines): it reads a few
 kilobytes of a ~60 MB file and needs no untyped dependency.
@@ -14,39 +14,21 @@ kilobytes of a ~60 MB file and needs no untyped dependency.
 from __future__ import annotations
 
 import logging
-import lzma
 import os
 import struct
 import tempfile
-import zlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Protocol
-
-import zstandard
+from typing import BinaryIO
 
 from distrokit.errors import RunError
 from distrokit.formats.disk import file_sha256
+from distrokit.runners import payloads
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 PT_NOTE = 4
 XEN_ELFNOTE_PHYS32_ENTRY = 18
-
-
-class _Decompressor(Protocol):
-    def decompress(self, data: bytes) -> bytes: ...
-
-    @property
-    def eof(self) -> bool: ...
-
-
-_PAYLOADS: tuple[tuple[bytes, str, Callable[[], _Decompressor]], ...] = (
-    (b"\xfd7zXZ\x00", "xz", lambda: lzma.LZMADecompressor(format=lzma.FORMAT_XZ)),
-    (b"\x1f\x8b", "gzip", lambda: zlib.decompressobj(wbits=31)),
-    (b"\x28\xb5\x2f\xfd", "zstd", lambda: zstandard.ZstdDecompressor().decompressobj()),
-)
 
 
 def is_bzimage(path: Path) -> bool:
@@ -74,11 +56,11 @@ def extract_vmlinux(bzimage: Path, out: BinaryIO) -> str:
     start, length = payload_location(bzimage)
     with bzimage.open("rb") as f:
         f.seek(start)
-        magic = f.read(8)
-        found = [(n, make) for prefix, n, make in _PAYLOADS if magic.startswith(prefix)]
-        if not found:
+        magic = f.read(payloads.MAGIC_LEN)
+        found = payloads.identify(magic)
+        if found is None:
             raise RunError(f"{bzimage}: unsupported kernel compression (magic {magic.hex()})")
-        name, factory = found[0]
+        name, factory = found
         f.seek(start)
         decompressor = factory()
         remaining = length
@@ -89,7 +71,7 @@ def extract_vmlinux(bzimage: Path, out: BinaryIO) -> str:
                     break
                 remaining -= len(chunk)
                 out.write(decompressor.decompress(chunk))
-        except (lzma.LZMAError, zlib.error, zstandard.ZstdError) as err:
+        except payloads.ERRORS as err:
             raise RunError(f"{bzimage}: corrupt {name} kernel payload: {err}") from err
     return name
 

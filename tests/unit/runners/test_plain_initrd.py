@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import lzma
 import os
 import time
 from pathlib import Path
@@ -19,12 +20,13 @@ def _write(path: Path, data: bytes) -> Path:
 
 
 def test_members_frames_and_padding_inflate_to_the_concatenation() -> None:
-    parts = [os.urandom(3000) + b"a" * 70000, b"b" * 5000, b"c" * 10]
+    parts = [os.urandom(3000) + b"a" * 70000, b"b" * 5000, b"c" * 10, b"d" * 4000]
     data = (
         gzip.compress(parts[0], mtime=0)
         + b"\0" * 512
         + zstandard.ZstdCompressor().compress(parts[1])
         + gzip.compress(parts[2], mtime=0)
+        + lzma.compress(parts[3], format=lzma.FORMAT_XZ)
     )
     out = io.BytesIO()
     assert initrd.inflate(io.BytesIO(data), out, limit=1 << 20)
