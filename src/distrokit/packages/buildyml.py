@@ -254,6 +254,15 @@ def _abs(r: Reader, node: yaml.Node, path: str) -> str | None:
     return value
 
 
+def _rel(r: Reader, node: yaml.Node, path: str) -> str | None:
+    """A path of the package directory: relative, not leaving it."""
+    value = r.string(node, path)
+    if value is not None and _escapes(value):
+        r.problem(node, path, "must be relative, inside the package dir")
+        return None
+    return value
+
+
 def _debian(r: Reader, node: yaml.Node) -> DebianSpec | None:
     keys = r.mapping(node, "debian", _DEBIAN_KEYS)
     if keys is None:
@@ -332,10 +341,7 @@ def _copies(r: Reader, node: yaml.Node) -> list[CopySpec]:
         keys = _src_dst(r, item, where, ("src", "dst", "mode"))
         if keys is None:
             continue
-        src = r.string(keys["src"], f"{where}.src")
-        if src is not None and _escapes(src):
-            r.problem(keys["src"], f"{where}.src", "must be relative, inside the package dir")
-            src = None
+        src = _rel(r, keys["src"], f"{where}.src")
         dst = _abs(r, keys["dst"], f"{where}.dst")
         mode = _mode(r, keys["mode"], f"{where}.mode") if "mode" in keys else None
         if src and dst:
@@ -393,10 +399,7 @@ def _kernels(r: Reader, node: yaml.Node) -> list[KernelSpec]:
             r.problem(item, where, f"needs {', '.join(missing)}")
             continue
         source = _abs(r, keys["source"], f"{where}.source")
-        config = r.string(keys["config"], f"{where}.config")
-        if config is not None and _escapes(config):
-            r.problem(keys["config"], f"{where}.config", "must be relative, inside the package dir")
-            config = None
+        config = _rel(r, keys["config"], f"{where}.config")
         dst = _abs(r, keys["dst"], f"{where}.dst")
         tar = _abs(r, keys["tar"], f"{where}.tar") if "tar" in keys else None
         if source and config and dst and ("tar" not in keys or tar):
