@@ -3,8 +3,8 @@
 Three cases, each the median of N runs:
 
 - ``kernel to /init``: ``distrokit run qemu`` of the same kernel (pkg/kernel or pkg/kernel-vm,
-  booted the same way: microvm + PVH) with a busybox initramfs whose /init prints a marker at once: the
-  kernel's own boot time, the floor for any VM.
+  booted the same way: microvm + PVH) with a busybox initramfs whose /init prints a marker at
+  once: the kernel's own boot time, the floor for any VM.
 - ``vm run, cold``: a fresh data directory each run, the kernel imported beforehand (``vm
   kernel import``), so the image has never been used: flatten, mkfs.ext4, overlay, boot.
 - ``vm run, warm``: the image already imported; each run creates and boots a new VM.
