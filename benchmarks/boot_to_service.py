@@ -14,13 +14,14 @@ the runs): the kernel's first line, the kernel running /init, rc.init starting (
 made its root by then), depmod (when the init runs it), modules loaded, onboot done, containerd
 up, each service started, init done. Writes benchmarks/results/boot_to_service.json.
 
-    .venv/bin/python benchmarks/boot_to_service.py [--runs 5] [--accel tcg]
+    .venv/bin/python benchmarks/boot_to_service.py [--runs 5] [--accel tcg] [--cpus 1[,2]]
         [--system LABEL=PREFIX ...] [--keep DIR] [--kernel-vm]
 
 --keep DIR builds the system from this tree into DIR (reused when DIR/out/minimal-kernel
 exists) so later runs can compare it with another build through --system. --kernel-vm also
 boots the example built from the boot tests' image cache with pkg/kernel-vm as its kernel
-(compiled once, see docs/packages.md), labelled kernel-vm.
+(compiled once, see docs/packages.md), labelled kernel-vm. --cpus 1,2 boots every system
+with one and with two vCPUs (the runner's default is one).
 """
 
 from __future__ import annotations
@@ -98,11 +99,12 @@ def _poll_http(url: str, boot: Boot, result: dict[str, float], stop: threading.E
         time.sleep(0.05)
 
 
-def one_boot(prefix: str, accel: str, timeout: float) -> Run:
+def one_boot(prefix: str, accel: str, cpus: int, timeout: float) -> Run:
     """Boot `prefix` once; time the milestones, nginx's first 200 and the done line."""
     port = free_port()
     with tempfile.TemporaryDirectory() as state:
-        boot = start("--accel", accel, "--publish", f"{port}:80", "--state", state, prefix)
+        flags = ("--accel", accel, "--cpus", str(cpus), "--publish", f"{port}:80")
+        boot = start(*flags, "--state", state, prefix)
         http: dict[str, float] = {}
         stop = threading.Event()
         poller = threading.Thread(
@@ -178,7 +180,11 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, metavar="DIR")
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--kernel-vm", action="store_true")
+    parser.add_argument(
+        "--cpus", default="1", metavar="N[,N...]", help="vCPU counts; each system boots with each"
+    )
     args = parser.parse_args()
+    counts = [int(n) for n in args.cpus.split(",")]
     systems: list[tuple[str, str]] = [tuple(s.split("=", 1)) for s in args.system]
     with tempfile.TemporaryDirectory() as tmp:
         if args.kernel_vm:
@@ -190,16 +196,23 @@ def main() -> int:
                 work.mkdir(parents=True, exist_ok=True)
                 built = build_minimal_system(work, overlay=None)
             systems.append(("tree", str(built)))
-        for _, prefix in systems:
-            one_boot(prefix, args.accel, args.timeout)  # warm-up: caches
-        runs: dict[str, list[Run]] = {label: [] for label, _ in systems}
+        # every system with every vCPU count, labelled with the count when there are several
+        boots = [
+            (label if len(counts) == 1 else f"{label}, {n} vCPU", prefix, n)
+            for label, prefix in systems
+            for n in counts
+        ]
+        for _, prefix, n in boots:
+            one_boot(prefix, args.accel, n, args.timeout)  # warm-up: caches
+        runs: dict[str, list[Run]] = {label: [] for label, _, _ in boots}
         for _ in range(args.runs):
-            for label, prefix in systems:
-                runs[label].append(one_boot(prefix, args.accel, args.timeout))
-    results = [summarize(label, prefix, runs[label]) for label, prefix in systems]
+            for label, prefix, n in boots:
+                runs[label].append(one_boot(prefix, args.accel, n, args.timeout))
+    results = [summarize(label, prefix, runs[label]) for label, prefix, _ in boots]
     report = {
         "benchmark": "boot_to_service",
         "accel": args.accel,
+        "cpus": counts,
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "load": os.getloadavg()},
         "results": results,
     }
